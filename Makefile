@@ -1,0 +1,62 @@
+# enginestream: one entry per common action. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv kafka-up kafka-down kafka-status run worker fleet topics test test-unit \
+        test-integration lint typecheck bench-router clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the project with its dev tools
+
+kafka-up:  ## start the local Kafka broker (reused if running); prints KAFKA_BOOTSTRAP_SERVERS=...
+	@ops/kafka/kafka.sh start
+
+kafka-down:  ## stop the local Kafka broker
+	@ops/kafka/kafka.sh stop
+
+kafka-status:  ## is the local broker running?
+	@ops/kafka/kafka.sh status
+
+run: $(STAMP) kafka-up  ## the demo: local broker, a worker, a synthetic fleet, a live summary
+	$(VENV)/bin/enginestream demo
+
+worker: $(STAMP)  ## run one worker against KAFKA_BOOTSTRAP_SERVERS
+	$(VENV)/bin/enginestream worker
+
+fleet: $(STAMP)  ## publish a synthetic fleet to engine.ingest
+	$(VENV)/bin/enginestream fleet
+
+topics: $(STAMP)  ## create the contract's topics
+	$(VENV)/bin/enginestream topics create
+
+test: $(STAMP)  ## every test: unit, then integration against a real broker
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)  ## the fast tests, no broker
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)  ## the tests against a real broker
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff on everything, mypy on streams/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy streams
+
+bench-router: $(STAMP) kafka-up  ## router throughput vs a plain aiokafka loop (bench/router)
+	$(PY) -m bench.router.run
+
+clean:  ## remove local state (broker data, outputs, caches); keeps .venv
+	-ops/kafka/kafka.sh stop
+	rm -rf .local data .pytest_cache .mypy_cache .ruff_cache

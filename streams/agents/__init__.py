@@ -1,0 +1,1 @@
+"""Faust agents: thin wiring of the pure logic modules to topics."""

@@ -1,0 +1,55 @@
+"""The Faust application: one place that turns Settings into a configured faust.App."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.settings import Settings
+
+# Large enough for router output batches and oversized inputs that must be read
+# (to dead-letter them); the local broker accepts messages up to 8 MiB.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app for `settings`, with no agents yet (see streams.worker)."""
+    brokers = [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")]
+    credentials = None
+    if settings.security_protocol != "PLAINTEXT":
+        credentials = _credentials(settings)
+    return faust.App(
+        settings.app_id,
+        broker=brokers,
+        broker_credentials=credentials,
+        store="memory://",
+        datadir=str(settings.data_dir / "faust" / settings.app_id),
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+    )
+
+
+def _credentials(settings: Settings) -> faust.auth.Credentials:
+    import ssl
+
+    context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    if settings.security_protocol == "SSL":
+        assert context is not None
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password,
+        ssl_context=context,
+        mechanism=settings.sasl_mechanism,
+    )

@@ -1,0 +1,76 @@
+"""Pack routed events into outgoing Kafka messages, one partition at a time.
+
+Per-message overhead, not per-event work, limits a Python stream processor, so the
+router writes the valid events bound for one partition of one typed topic as one
+message: a JSON array of events (or a single event object, keyed by its id, when it
+is alone), bounded in bytes. The partition is the one Kafka's default partitioner
+chooses for the event's entity id, so every event of an entity lands together
+whether it travelled alone or in a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from streams.router import RoutedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to produce."""
+
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes
+    count: int
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def pack(
+    events: Iterable[RoutedEvent],
+    typed_topics: dict[str, str],
+    partitions: dict[str, int],
+    max_bytes: int,
+) -> list[Outgoing]:
+    """Group `events` by destination partition into messages of at most `max_bytes`
+    (an event larger than that alone still gets a message of its own).
+
+    `typed_topics` maps event type to topic, `partitions` topic to partition count.
+    """
+    groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+    for event in events:
+        key = event.key.encode("utf-8")
+        topic = typed_topics[event.event_type]
+        where = (topic, partition_for(key, partitions[topic]))
+        groups.setdefault(where, []).append((key, orjson.dumps(event.doc)))
+    out: list[Outgoing] = []
+    for (topic, partition), items in groups.items():
+        chunk: list[tuple[bytes, bytes]] = []
+        size = 2
+        for key, body in items:
+            if chunk and size + len(body) + 1 > max_bytes:
+                out.append(_message(topic, partition, chunk))
+                chunk, size = [], 2
+            chunk.append((key, body))
+            size += len(body) + 1
+        out.append(_message(topic, partition, chunk))
+    return out
+
+
+def _message(topic: str, partition: int, chunk: list[tuple[bytes, bytes]]) -> Outgoing:
+    if len(chunk) == 1:
+        key, body = chunk[0]
+        return Outgoing(topic, partition, key, body, 1)
+    keys = {key for key, _ in chunk}
+    shared_key = next(iter(keys)) if len(keys) == 1 else None
+    value = b"[" + b",".join(body for _, body in chunk) + b"]"
+    return Outgoing(topic, partition, shared_key, value, len(chunk))

@@ -1,0 +1,37 @@
+"""Faust web views (JSON): health and readiness, and the router's running counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.counters import RouterCounters
+
+
+def readiness(app: faust.App) -> dict[str, Any]:
+    """Whether this worker has partitions assigned and its tables recovered."""
+    try:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    except Exception:  # the consumer is not started yet
+        assigned = []
+    recovery = getattr(app.tables, "recovery", None)
+    recovered = recovery.completed.is_set() if recovery is not None else True
+    ready = bool(assigned) and not app.rebalancing and recovered
+    return {"ready": ready, "rebalancing": app.rebalancing, "assigned": assigned}
+
+
+def register_web(app: faust.App, counters: RouterCounters) -> None:
+    """Add the views to `app`."""
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            state = readiness(app)
+            return self.json({"status": "ok", **state}, status=200 if state["ready"] else 503)
+
+    @app.page("/stats")
+    class Stats(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"router": counters.snapshot()})

@@ -1,0 +1,54 @@
+"""Assemble and run one worker: check the broker, create topics, wire agents and views."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from streams.admin import check_broker, ensure_topics
+from streams.agents.router_agent import register_router
+from streams.app import create_app
+from streams.counters import RouterCounters
+from streams.router import Router
+from streams.settings import Settings
+from streams.topics import TopicNames
+from streams.validation import default_registry
+from streams.web import register_web
+
+log = logging.getLogger(__name__)
+
+
+def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.App:
+    """The app with every agent and view of a worker registered."""
+    app = create_app(settings)
+    names = TopicNames(settings.topic_prefix)
+    router = Router(
+        names,
+        default_registry(),
+        max_message_bytes=settings.max_message_bytes,
+        dead_letter_keep_bytes=settings.dead_letter_keep_bytes,
+    )
+    counters = RouterCounters()
+    register_router(app, settings, router, partitions, counters)
+    register_web(app, counters)
+    return app
+
+
+async def prepare(settings: Settings) -> dict[str, int]:
+    """Fail fast if the broker is unreachable; create the topics; answer their
+    partition counts."""
+    await check_broker(settings)
+    states = await ensure_topics(settings)
+    return {s.name: s.partitions for s in states}
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one worker until it is stopped (SIGINT/SIGTERM)."""
+    partitions = asyncio.run(prepare(settings))
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = build_worker_app(settings, partitions)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
