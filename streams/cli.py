@@ -144,7 +144,8 @@ def demo(engines: int, rate: float, duration: float | None) -> None:
     worker_proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env)
     fleet_proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "fleet", "--engines", str(engines),
-         "--rate", str(rate), "--seed", str(random.randrange(1 << 30))],
+         "--rate", str(rate), "--batch", "25", "--bad-every", "8",
+         "--seed", str(random.randrange(1 << 30))],
         env=env,
         stdout=subprocess.DEVNULL,
     )
