@@ -54,6 +54,19 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _sizes(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        sizes = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} must be seconds, comma separated (60,300)") from None
+    if not sizes or sizes[0] <= 0:
+        raise SettingsError(f"{name}={raw!r} must list positive seconds (60,300)")
+    return sizes
+
+
 def parse_bootstrap(raw: str) -> str:
     """Normalise a bootstrap list ("kafka://h:p;h2:p2" or "h:p,h2:p2") to "h:p,h2:p2"."""
     servers = []
@@ -99,6 +112,12 @@ class Settings:
     # How many inbound messages the router takes at once before producing.
     router_take: int = 200
     router_take_within_s: float = 0.05
+    # Event-time windows (seconds): see streams/windows.py for the vocabulary.
+    window_sizes: tuple[int, ...] = (60,)
+    window_lateness_s: float = 5.0
+    window_grace_s: float = 0.0
+    window_retention_s: float = 3600.0
+    window_idle_timeout_s: float = 30.0
     # Kafka client security, for clusters other than the local one.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
@@ -142,6 +161,17 @@ class Settings:
             router_take=_int(env, "ENGINESTREAM_ROUTER_TAKE", cls.router_take, minimum=1),
             router_take_within_s=_float(
                 env, "ENGINESTREAM_ROUTER_TAKE_WITHIN", cls.router_take_within_s
+            ),
+            window_sizes=_sizes(env, "ENGINESTREAM_WINDOW_SIZES", cls.window_sizes),
+            window_lateness_s=_float(
+                env, "ENGINESTREAM_WINDOW_LATENESS", cls.window_lateness_s
+            ),
+            window_grace_s=_float(env, "ENGINESTREAM_WINDOW_GRACE", cls.window_grace_s),
+            window_retention_s=_float(
+                env, "ENGINESTREAM_WINDOW_RETENTION", cls.window_retention_s
+            ),
+            window_idle_timeout_s=_float(
+                env, "ENGINESTREAM_WINDOW_IDLE_TIMEOUT", cls.window_idle_timeout_s, minimum=0.1
             ),
             security_protocol=_choice(
                 env,

@@ -9,6 +9,7 @@ import faust
 
 from streams.admin import check_broker, ensure_topics
 from streams.agents.router_agent import register_router
+from streams.agents.window_agent import register_windows
 from streams.app import create_app
 from streams.counters import RouterCounters
 from streams.router import Router
@@ -16,6 +17,7 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.validation import default_registry
 from streams.web import register_web
+from streams.windows import WindowConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,20 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     )
     counters = RouterCounters()
     register_router(app, settings, router, partitions, counters)
+    register_windows(app, settings, window_config(settings), names)
     register_web(app, counters)
     return app
+
+
+def window_config(settings: Settings) -> WindowConfig:
+    """The window rules from the settings."""
+    return WindowConfig(
+        sizes=settings.window_sizes,
+        allowed_lateness_s=settings.window_lateness_s,
+        grace_s=settings.window_grace_s,
+        retention_s=settings.window_retention_s,
+        idle_timeout_s=settings.window_idle_timeout_s,
+    )
 
 
 async def prepare(settings: Settings) -> dict[str, int]:

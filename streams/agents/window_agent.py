@@ -1,0 +1,301 @@
+"""The window agent: feed executions and served requests to streams.windows, emit
+finals and revisions to engine.metrics.windows, and keep the state in a table.
+
+State: one changelog-backed Faust table. Each window is one key, written at most once
+per batch (not once per event); each source partition's clock is one more key.
+Writes go to the changelog partition of the source partition, so the state moves
+with its partition between workers.
+
+Emission exactly once: a partition's records go to the same partition of
+engine.metrics.windows, and the clock remembers the output offset its state has
+accounted for. When a partition is (re)built from the table, the output partition is
+read from that offset to its end, and the records found there are not emitted again
+when re-delivered events recompute them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.admin import client_options
+from streams.packing import partition_for
+from streams.router import DeadLetter, Inbound
+from streams.settings import Settings
+from streams.topics import TopicNames
+from streams.windows import (
+    EXECUTIONS,
+    REQUESTS,
+    Clock,
+    Outcome,
+    PartitionWindows,
+    Window,
+    WindowConfig,
+    decode_key,
+    emission_id,
+    encode_key,
+)
+
+log = logging.getLogger(__name__)
+
+TOO_LATE = "too_late"
+CLOCK_PREFIX = b"clock|"
+
+
+def clock_key(kind: str, partition: int) -> bytes:
+    """Table key of a source partition's clock."""
+    return CLOCK_PREFIX + f"{kind}|{partition}".encode()
+
+
+class WindowProcessor:
+    """The windows this worker owns, and their changelog and output I/O."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        config: WindowConfig,
+        table: faust.types.TableT,
+        names: TopicNames,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.config = config
+        self.table = table
+        self.names = names
+        self.sources = {
+            names.typed["engine_execution"]: EXECUTIONS,
+            names.typed["engine_event"]: REQUESTS,
+        }
+        self.topic_of_kind = {kind: topic for topic, kind in self.sources.items()}
+        self.partitions: dict[tuple[str, int], PartitionWindows] = {}
+        self.already_emitted: dict[tuple[str, int], set[tuple[Any, ...]]] = {}
+        self.lock = asyncio.Lock()
+        self.emitted = 0
+        self.late_events = 0
+        self.too_late = 0
+
+    # --- building a partition's windows from the table --------------------------
+
+    async def _ensure(self, kind: str, partition: int) -> PartitionWindows:
+        found = self.partitions.get((kind, partition))
+        if found is not None:
+            return found
+        data = self.table.data
+        raw_clock = data.get(clock_key(kind, partition))
+        clock = Clock.from_state(orjson.loads(raw_clock)) if raw_clock else Clock()
+        windows = PartitionWindows(kind, self.config, clock)
+        source_partitions = self.settings.partitions
+        restored: dict[Any, Window] = {}
+        for raw_key, value in list(data.items()):
+            if raw_key.startswith(CLOCK_PREFIX) or value is None:
+                continue
+            key = decode_key(raw_key.decode())
+            if key[0] != kind or partition_for(key[1].encode(), source_partitions) != partition:
+                continue
+            restored[key] = Window.from_state(key, orjson.loads(value))
+        windows.restore(restored)
+        self.already_emitted[(kind, partition)] = await self._emitted_since(
+            kind, partition, clock.out_offset
+        )
+        self.partitions[(kind, partition)] = windows
+        log.info(
+            "windows %s/%d: %d restored, watermark %s", kind, partition, len(restored),
+            clock.watermark,
+        )
+        return windows
+
+    async def _emitted_since(self, kind: str, partition: int, offset: int) -> set[Any]:
+        """Ids of the records on our output partition from `offset` to its end."""
+        consumer = AIOKafkaConsumer(
+            **client_options(self.settings), enable_auto_commit=False, isolation_level=(
+                "read_uncommitted"
+            )
+        )
+        await consumer.start()
+        found: set[Any] = set()
+        try:
+            tp = TopicPartition(self.names.metrics_windows, partition)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            if offset >= end:
+                return found
+            consumer.seek(tp, offset)
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    doc = orjson.loads(record.value)
+                    if doc.get("kind") == kind:
+                        found.add(emission_id(doc))
+        finally:
+            await consumer.stop()
+        return found
+
+    def revoke(self, tps: Iterable[Any]) -> None:
+        """Forget partitions this worker no longer owns (rebuilt if they come back)."""
+        for tp in tps:
+            kind = self.sources.get(tp.topic)
+            if kind is not None:
+                self.partitions.pop((kind, tp.partition), None)
+                self.already_emitted.pop((kind, tp.partition), None)
+
+    # --- processing --------------------------------------------------------------
+
+    async def process(self, events: list[faust.EventT]) -> None:
+        """Apply a batch of messages from the source topics."""
+        now = time.time()
+        async with self.lock:
+            outcomes: dict[tuple[str, int], Outcome] = {}
+            for event in events:
+                message = event.message
+                kind = self.sources[message.topic]
+                where = (kind, message.partition)
+                windows = self.partitions.get(where) or await self._ensure(*where)
+                outcome = outcomes.get(where)
+                if outcome is None:
+                    outcome = outcomes[where] = Outcome()
+                offset = message.offset
+                value = orjson.loads(message.value or b"null")
+                docs = value if isinstance(value, list) else [value]
+                for index, doc in enumerate(docs):
+                    if not isinstance(doc, dict):
+                        continue  # the router only writes event objects here
+                    if kind == REQUESTS and doc.get("event") != "RequestServed":
+                        continue
+                    windows.apply((offset, index), doc, now, outcome)
+                windows.clock.last_offset = max(windows.clock.last_offset, offset)
+            for (kind, partition), outcome in outcomes.items():
+                await self._flush(kind, partition, outcome)
+
+    async def tick(self) -> None:
+        """Advance idle, caught-up partitions by the wall clock (called every second)."""
+        if self.app.rebalancing:
+            return
+        now = time.time()
+        async with self.lock:
+            assignment = self.app.consumer.assignment()
+            for tp in assignment:
+                kind = self.sources.get(tp.topic)
+                if kind is None:
+                    continue
+                windows = await self._ensure(kind, tp.partition)
+                if now - windows.clock.last_event_wall < self.config.idle_timeout_s:
+                    continue
+                high = (await self.app.consumer.highwaters(tp)).get(tp, 0)
+                if windows.clock.last_offset + 1 < high:
+                    continue  # not idle: behind on its input
+                outcome = Outcome()
+                windows.advance_idle(now, outcome)
+                if outcome.emitted or windows.dirty or windows.deleted:
+                    await self._flush(kind, tp.partition, outcome)
+
+    async def _flush(self, kind: str, partition: int, outcome: Outcome) -> None:
+        """Emit, then persist: the state never claims an emission that did not happen."""
+        windows = self.partitions[(kind, partition)]
+        producer = self.app.producer
+        seen = self.already_emitted.get((kind, partition), set())
+        pending = []
+        for record in outcome.emitted:
+            if seen and emission_id(record) in seen:
+                continue
+            if record["revision"] > 0:
+                self.late_events += 1
+            pending.append(
+                await producer.send(
+                    self.names.metrics_windows,
+                    record["engine_id"].encode(),
+                    orjson.dumps(record),
+                    partition,
+                    None,
+                    None,
+                )
+            )
+        source = self.topic_of_kind[kind]
+        for (offset, index), doc in outcome.too_late:
+            letter = DeadLetter(
+                TOO_LATE,
+                f"event time {doc.get('timestamp')} is older than the window retention "
+                f"(watermark {windows.clock.watermark})",
+                Inbound(source, partition, offset, None),
+                orjson.dumps(doc),
+                batch_index=index,
+                event_type="engine_execution" if kind == EXECUTIONS else "engine_event",
+            )
+            await producer.send(
+                self.names.dead_letter,
+                letter.id.encode(),
+                orjson.dumps(letter.to_record(time.time())),
+                None,
+                None,
+                None,
+            )
+            self.too_late += 1
+        if pending:
+            results = await asyncio.gather(*pending)
+            windows.clock.out_offset = max(r.offset for r in results) + 1
+            self.emitted += len(pending)
+        changed, deleted = windows.take_changes()
+        data = self.table.data
+        for window in changed:
+            key = encode_key(window.key).encode()
+            value = orjson.dumps(window.to_state())
+            data[key] = value
+            self.table.send_changelog(partition, key, value)
+        for window_key in deleted:
+            key = encode_key(window_key).encode()
+            data.pop(key, None)
+            self.table.send_changelog(partition, key, None)
+        key = clock_key(kind, partition)
+        value = orjson.dumps(windows.clock.to_state())
+        data[key] = value
+        self.table.send_changelog(partition, key, value)
+
+
+def register_windows(
+    app: faust.App, settings: Settings, config: WindowConfig, names: TopicNames
+) -> WindowProcessor:
+    """Add the window agent, its table and its idle timer to `app`."""
+    table = app.Table(
+        "windows",
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="Window aggregates and partition clocks of the window agent.",
+    )
+    # Keys and values are already bytes (JSON made by orjson): store them as they are.
+    # Set before first use, when the changelog topic is created with these.
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    processor = WindowProcessor(app, settings, config, table, names)
+    source = app.topic(
+        *processor.sources,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(source, name=f"{settings.app_id}.windows")
+    async def windows(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.router_take, within=settings.router_take_within_s
+        ):
+            await processor.process(events)
+
+    @app.timer(1.0)
+    async def advance_idle_partitions() -> None:
+        await processor.tick()
+
+    def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        processor.revoke(revoked)
+
+    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+
+    return processor
