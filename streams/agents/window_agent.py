@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -62,7 +62,7 @@ class WindowProcessor:
         app: faust.App,
         settings: Settings,
         config: WindowConfig,
-        table: faust.types.TableT,
+        table: faust.Table,
         names: TopicNames,
     ) -> None:
         self.app = app
@@ -262,13 +262,13 @@ def register_windows(
     app: faust.App, settings: Settings, config: WindowConfig, names: TopicNames
 ) -> WindowProcessor:
     """Add the window agent, its table and its idle timer to `app`."""
-    table = app.Table(
+    table = cast(faust.Table, app.Table(
         "windows",
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
         help="Window aggregates and partition clocks of the window agent.",
-    )
+    ))
     # Keys and values are already bytes (JSON made by orjson): store them as they are.
     # Set before first use, when the changelog topic is created with these.
     table.key_serializer = "raw"
