@@ -17,6 +17,7 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.validation import default_registry
 from streams.web import register_web
+from streams.window_views import register_window_views
 from streams.windows import WindowConfig
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     )
     counters = RouterCounters()
     register_router(app, settings, router, partitions, counters)
-    register_windows(app, settings, window_config(settings), names)
+    processor = register_windows(app, settings, window_config(settings), names)
+    register_window_views(app, processor)
     register_web(app, counters)
     return app
 

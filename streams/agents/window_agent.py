@@ -107,17 +107,33 @@ class WindowProcessor:
         )
         self.partitions[(kind, partition)] = windows
         log.info(
-            "windows %s/%d: %d restored, watermark %s", kind, partition, len(restored),
+            "windows %s/%d: %d restored, watermark %s",
+            kind,
+            partition,
+            len(restored),
             clock.watermark,
         )
         return windows
 
+    async def ensure(self, kind: str, partition: int) -> PartitionWindows:
+        """The windows of a source partition, built from the table if needed."""
+        async with self.lock:
+            return await self._ensure(kind, partition)
+
+    async def ensure_assigned(self) -> None:
+        """Build the windows of every source partition assigned to this worker."""
+        async with self.lock:
+            for tp in self.app.consumer.assignment():
+                kind = self.sources.get(tp.topic)
+                if kind is not None:
+                    await self._ensure(kind, tp.partition)
+
     async def _emitted_since(self, kind: str, partition: int, offset: int) -> set[Any]:
         """Ids of the records on our output partition from `offset` to its end."""
         consumer = AIOKafkaConsumer(
-            **client_options(self.settings), enable_auto_commit=False, isolation_level=(
-                "read_uncommitted"
-            )
+            **client_options(self.settings),
+            enable_auto_commit=False,
+            isolation_level=("read_uncommitted"),
         )
         await consumer.start()
         found: set[Any] = set()
@@ -262,13 +278,16 @@ def register_windows(
     app: faust.App, settings: Settings, config: WindowConfig, names: TopicNames
 ) -> WindowProcessor:
     """Add the window agent, its table and its idle timer to `app`."""
-    table = cast(faust.Table, app.Table(
-        "windows",
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="Window aggregates and partition clocks of the window agent.",
-    ))
+    table = cast(
+        faust.Table,
+        app.Table(
+            "windows",
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            help="Window aggregates and partition clocks of the window agent.",
+        ),
+    )
     # Keys and values are already bytes (JSON made by orjson): store them as they are.
     # Set before first use, when the changelog topic is created with these.
     table.key_serializer = "raw"
