@@ -55,11 +55,11 @@ def pack(
     out: list[Outgoing] = []
     for (topic, partition), items in groups.items():
         chunk: list[tuple[bytes, bytes]] = []
-        size = 2
+        size = 1  # the array's length: "[" and "]", and a comma before all but the first
         for key, body in items:
             if chunk and size + len(body) + 1 > max_bytes:
                 out.append(_message(topic, partition, chunk))
-                chunk, size = [], 2
+                chunk, size = [], 1
             chunk.append((key, body))
             size += len(body) + 1
         out.append(_message(topic, partition, chunk))

@@ -208,8 +208,10 @@ class Router:
         raw: bytes | None,
         out: Routing,
     ) -> None:
+        received = doc  # a batch member's original is its own JSON, event_type included
+
         def original() -> bytes:
-            return raw if raw is not None else orjson.dumps(doc)
+            return raw if raw is not None else orjson.dumps(received)
 
         if not isinstance(doc, dict):
             out.dead_letters.append(
@@ -222,7 +224,9 @@ class Router:
                 )
             )
             return
-        named = doc.pop(EVENT_TYPE_FIELD, None)
+        named = doc.get(EVENT_TYPE_FIELD)
+        if EVENT_TYPE_FIELD in doc:
+            doc = {k: v for k, v in doc.items() if k != EVENT_TYPE_FIELD}
         fixed_type = self.names.type_of_raw.get(msg.topic)
         if named is not None and fixed_type is not None and named != fixed_type:
             out.dead_letters.append(
@@ -281,12 +285,14 @@ class Router:
             out.dead_letters.append(
                 DeadLetter(
                     CONFIDENTIALITY,
-                    "lifecycle events carry structure only; refused fields: " + ", ".join(extra),
+                    "lifecycle events carry structure only; refused fields: "
+                    + ", ".join(k or '""' for k in extra),
                     msg,
                     orjson.dumps(kept),
                     batch_index=index,
                     event_type=event_type,
-                    removed_fields=extra,
+                    # dead_letter.json names removed fields with non-empty strings only
+                    removed_fields=[k for k in extra if k],
                 )
             )
             return

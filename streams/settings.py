@@ -6,6 +6,7 @@ Every knob of the worker, the CLI and the tests comes from here. A bad value is 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -16,7 +17,9 @@ class SettingsError(ValueError):
     """An environment variable holds a value the project cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -26,6 +29,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
     return value
 
 
@@ -37,6 +42,8 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
     if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
     return value
@@ -137,7 +144,7 @@ class Settings:
             topic_prefix=_str(env, "ENGINESTREAM_TOPIC_PREFIX", cls.topic_prefix),
             data_dir=Path(_str(env, "ENGINESTREAM_DATA_DIR", "data")),
             web_host=_str(env, "ENGINESTREAM_WEB_HOST", cls.web_host),
-            web_port=_int(env, "ENGINESTREAM_WEB_PORT", cls.web_port, minimum=1),
+            web_port=_int(env, "ENGINESTREAM_WEB_PORT", cls.web_port, minimum=1, maximum=65535),
             api_token=_str(env, "ENGINESTREAM_API_TOKEN", cls.api_token),
             log_level=_choice(
                 env,

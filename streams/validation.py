@@ -10,14 +10,16 @@ generated documents.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import orjson
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "v1"
@@ -41,7 +43,32 @@ class Violation:
 
 
 def _pointer(parts: Any) -> str:
-    return "".join(f"/{p}" for p in parts)
+    """RFC 6901 JSON pointer: '~' and '/' inside a key are escaped as '~0' and '~1'."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def is_date_time(value: object) -> bool:
+    """The `date-time` format (RFC 3339, a real calendar time), for both validators: each
+    has its own default (jsonschema none without rfc3339-validator, fastjsonschema a looser
+    regex), and they must give the same verdict."""
+    if not isinstance(value, str):
+        return True
+    if _DATE_TIME.fullmatch(value) is None:
+        return False
+    try:
+        datetime.fromisoformat(value.upper())
+    except ValueError:
+        return False
+    return True
+
+
+FORMAT_CHECKER = FormatChecker(formats=())
+FORMAT_CHECKER.checks("date-time")(is_date_time)
 
 
 def _variant_fields(schema: dict[str, Any]) -> dict[str, frozenset[str]]:
@@ -69,8 +96,8 @@ class SchemaRegistry:
             schema = orjson.loads(path.read_bytes())
             Draft7Validator.check_schema(schema)
             self.schemas[name] = schema
-            self._fast[name] = fastjsonschema.compile(schema)
-            self._full[name] = Draft7Validator(schema)
+            self._fast[name] = fastjsonschema.compile(schema, formats={"date-time": is_date_time})
+            self._full[name] = Draft7Validator(schema, format_checker=FORMAT_CHECKER)
             self._variants[name] = _variant_fields(schema)
         if not self.schemas:
             raise FileNotFoundError(f"no JSON schemas found in {schema_dir}")

@@ -107,7 +107,7 @@ def engine_summaries(windows: PartitionWindows) -> dict[str, dict[str, Any]]:
         held = entry[slot]
         if held is None or held["window_start"] < key[5]:
             entry[slot] = {
-                **window.record(windows.clock.watermark),
+                **window.record(),
                 "final": slot == "latest_final",
             }
     for entry in latest.values():

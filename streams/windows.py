@@ -122,8 +122,11 @@ class Window:
             (offset, index),
         )
 
-    def record(self, watermark: float) -> dict[str, Any]:
-        """The window as a `window_stats` document (schemas/v1/window_stats.json)."""
+    def record(self) -> dict[str, Any]:
+        """The window as a `window_stats` document (schemas/v1/window_stats.json).
+
+        A function of the events alone (no watermark, no wall clock), so a replay
+        emits byte-identical records."""
         kind, engine, model, route, size, start = self.key
         result = self.stats.result()
         record: dict[str, Any] = {
@@ -136,7 +139,6 @@ class Window:
             "window_size_s": size,
             "revision": self.revision,
             "late_events": self.late_events,
-            "watermark": watermark,
         }
         if kind == REQUESTS:
             record["model"] = model
@@ -269,7 +271,7 @@ class PartitionWindows:
             if window.end + cfg.grace_s <= clock.watermark:
                 window.late_events += 1
                 window.revision += 1
-                out.emitted.append(window.record(clock.watermark))
+                out.emitted.append(window.record())
         if timestamp > clock.max_event_time:
             clock.max_event_time = timestamp
             self._advance(timestamp - cfg.allowed_lateness_s, out)
@@ -292,7 +294,7 @@ class PartitionWindows:
             if window is not None and window.revision < 0:
                 window.revision = 0
                 self.dirty.add(key)
-                out.emitted.append(window.record(watermark))
+                out.emitted.append(window.record())
         expiring = self._expiring
         while expiring and expiring[0][0] <= watermark:
             _, key = heapq.heappop(expiring)
