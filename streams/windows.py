@@ -159,6 +159,7 @@ class Clock:
     last_event_wall: float = 0.0
     out_offset: int = 0  # next offset of the output partition the state accounts for
     last_offset: int = -1  # last source offset processed
+    dead_offset: int = 0  # next offset of the dead-letter partition the state accounts for
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state (infinities as None)."""
@@ -169,6 +170,7 @@ class Clock:
             "t": self.last_event_wall,
             "o": self.out_offset,
             "lo": self.last_offset,
+            "d": self.dead_offset,
         }
 
     @classmethod
@@ -181,6 +183,7 @@ class Clock:
             state["t"],
             state["o"],
             state["lo"],
+            state["d"],
         )
 
 

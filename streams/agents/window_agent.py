@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import faust
@@ -76,7 +76,8 @@ class WindowProcessor:
         }
         self.topic_of_kind = {kind: topic for topic, kind in self.sources.items()}
         self.partitions: dict[tuple[str, int], PartitionWindows] = {}
-        self.already_emitted: dict[tuple[str, int], set[tuple[Any, ...]]] = {}
+        self.already_emitted: dict[tuple[str, int], set[Any]] = {}
+        self.already_dead: dict[tuple[str, int], set[Any]] = {}
         self.lock = asyncio.Lock()
         self.emitted = 0
         self.late_events = 0
@@ -102,8 +103,18 @@ class WindowProcessor:
                 continue
             restored[key] = Window.from_state(key, orjson.loads(value))
         windows.restore(restored)
-        self.already_emitted[(kind, partition)] = await self._emitted_since(
-            kind, partition, clock.out_offset
+        source = self.topic_of_kind[kind]
+        self.already_emitted[(kind, partition)] = await self._written_since(
+            self.names.metrics_windows,
+            partition,
+            clock.out_offset,
+            lambda doc: emission_id(doc) if doc.get("kind") == kind else None,
+        )
+        self.already_dead[(kind, partition)] = await self._written_since(
+            self.names.dead_letter,
+            partition,
+            clock.dead_offset,
+            lambda doc: doc["id"] if doc.get("source", {}).get("topic") == source else None,
         )
         self.partitions[(kind, partition)] = windows
         log.info(
@@ -128,8 +139,11 @@ class WindowProcessor:
                 if kind is not None:
                     await self._ensure(kind, tp.partition)
 
-    async def _emitted_since(self, kind: str, partition: int, offset: int) -> set[Any]:
-        """Ids of the records on our output partition from `offset` to its end."""
+    async def _written_since(
+        self, topic: str, partition: int, offset: int, identify: Callable[[Any], Any]
+    ) -> set[Any]:
+        """Ids (by `identify`, None to ignore) of the records of a partition of `topic`
+        from `offset` to its end: what was written after the state was last saved."""
         consumer = AIOKafkaConsumer(
             **client_options(self.settings),
             enable_auto_commit=False,
@@ -138,7 +152,7 @@ class WindowProcessor:
         await consumer.start()
         found: set[Any] = set()
         try:
-            tp = TopicPartition(self.names.metrics_windows, partition)
+            tp = TopicPartition(topic, partition)
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
             if offset >= end:
@@ -147,9 +161,9 @@ class WindowProcessor:
             while await consumer.position(tp) < end:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
                 for record in batch.get(tp, []):
-                    doc = orjson.loads(record.value)
-                    if doc.get("kind") == kind:
-                        found.add(emission_id(doc))
+                    ident = identify(orjson.loads(record.value))
+                    if ident is not None:
+                        found.add(ident)
         finally:
             await consumer.stop()
         return found
@@ -161,6 +175,7 @@ class WindowProcessor:
             if kind is not None:
                 self.partitions.pop((kind, tp.partition), None)
                 self.already_emitted.pop((kind, tp.partition), None)
+                self.already_dead.pop((kind, tp.partition), None)
 
     # --- processing --------------------------------------------------------------
 
@@ -234,6 +249,8 @@ class WindowProcessor:
                 )
             )
         source = self.topic_of_kind[kind]
+        dead_seen = self.already_dead.get((kind, partition), set())
+        dead_pending = []
         for (offset, index), doc in outcome.too_late:
             letter = DeadLetter(
                 TOO_LATE,
@@ -244,19 +261,27 @@ class WindowProcessor:
                 batch_index=index,
                 event_type="engine_execution" if kind == EXECUTIONS else "engine_event",
             )
-            await producer.send(
-                self.names.dead_letter,
-                letter.id.encode(),
-                orjson.dumps(letter.to_record(time.time())),
-                None,
-                None,
-                None,
+            if dead_seen and letter.id in dead_seen:
+                continue
+            # On the source's partition number, so a rebuild finds it (see _ensure).
+            dead_pending.append(
+                await producer.send(
+                    self.names.dead_letter,
+                    letter.id.encode(),
+                    orjson.dumps(letter.to_record(time.time())),
+                    partition,
+                    None,
+                    None,
+                )
             )
             self.too_late += 1
         if pending:
             results = await asyncio.gather(*pending)
             windows.clock.out_offset = max(r.offset for r in results) + 1
             self.emitted += len(pending)
+        if dead_pending:
+            results = await asyncio.gather(*dead_pending)
+            windows.clock.dead_offset = max(r.offset for r in results) + 1
         changed, deleted = windows.take_changes()
         data = self.table.data
         for window in changed:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -32,9 +33,10 @@ class Sent:
 
 async def produce_all(
     bootstrap: str,
-    messages: Sequence[tuple[str, bytes, list[tuple[str, bytes]], bytes | None]],
+    messages: Sequence[tuple[Any, ...]],
 ) -> list[Sent]:
-    """Produce (topic, value, headers, key) messages; answer where each landed."""
+    """Produce (topic, value, headers, key[, partition]) messages; answer where each
+    landed."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -45,8 +47,10 @@ async def produce_all(
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, value, key=key, headers=headers)
-            for topic, value, headers, key in messages
+            await producer.send(
+                m[0], m[1], key=m[3], headers=m[2], partition=m[4] if len(m) > 4 else None
+            )
+            for m in messages
         ]
         results = await asyncio.gather(*futures)
     finally:
