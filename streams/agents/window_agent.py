@@ -193,6 +193,10 @@ class WindowProcessor:
                 if outcome is None:
                     outcome = outcomes[where] = Outcome()
                 offset = message.offset
+                if offset <= windows.clock.last_offset:
+                    # Redelivered after a restart, and the saved clock already has it
+                    # (the clock is written last, so everything before it was too).
+                    continue
                 value = orjson.loads(message.value or b"null")
                 docs = value if isinstance(value, list) else [value]
                 for index, doc in enumerate(docs):
@@ -201,7 +205,7 @@ class WindowProcessor:
                     if kind == REQUESTS and doc.get("event") != "RequestServed":
                         continue
                     windows.apply((offset, index), doc, now, outcome)
-                windows.clock.last_offset = max(windows.clock.last_offset, offset)
+                windows.clock.last_offset = offset
             for (kind, partition), outcome in outcomes.items():
                 await self._flush(kind, partition, outcome)
 
