@@ -10,6 +10,7 @@ whether it travelled alone or in a batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -30,8 +31,12 @@ class Outgoing:
     count: int
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives `key`."""
+    """The partition Kafka's default (murmur2) partitioner gives `key`.
+
+    Cached: aiokafka's murmur2 is pure Python, and entity ids repeat (an engine
+    sends many events)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

@@ -1,0 +1,1 @@
+"""Router throughput benchmark: see README.md beside this file."""
