@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from streams.channels import channel_configs
+from streams.filesink import ChannelConfig
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the project cannot use."""
@@ -125,6 +128,14 @@ class Settings:
     window_grace_s: float = 0.0
     window_retention_s: float = 3600.0
     window_idle_timeout_s: float = 30.0
+    # JSONL channels (streams/channels.py), with ENGINESTREAM_SINK_ROTATE_BYTES in each.
+    sinks: tuple[ChannelConfig, ...] = field(
+        default_factory=lambda: channel_configs({}, 64 * 1024 * 1024)
+    )
+    # Training-sample tiers by winner score.
+    tier_gold: float = 0.9
+    tier_silver: float = 0.75
+    tier_bronze: float = 0.5
     # Kafka client security, for clusters other than the local one.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
@@ -136,6 +147,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from `env` (default: the process environment)."""
         env = os.environ if env is None else env
+        rotate = _int(env, "ENGINESTREAM_SINK_ROTATE_BYTES", 64 * 1024 * 1024, minimum=1)
+        try:
+            sinks = channel_configs(env, rotate)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             bootstrap_servers=parse_bootstrap(
                 _str(env, "KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers)
@@ -180,6 +196,10 @@ class Settings:
             window_idle_timeout_s=_float(
                 env, "ENGINESTREAM_WINDOW_IDLE_TIMEOUT", cls.window_idle_timeout_s, minimum=0.1
             ),
+            sinks=sinks,
+            tier_gold=_float(env, "ENGINESTREAM_TIER_GOLD", cls.tier_gold),
+            tier_silver=_float(env, "ENGINESTREAM_TIER_SILVER", cls.tier_silver),
+            tier_bronze=_float(env, "ENGINESTREAM_TIER_BRONZE", cls.tier_bronze),
             security_protocol=_choice(
                 env,
                 "KAFKA_SECURITY_PROTOCOL",

@@ -22,6 +22,19 @@ def readiness(app: faust.App) -> dict[str, Any]:
     return {"ready": ready, "rebalancing": app.rebalancing, "assigned": assigned}
 
 
+def recovering(app: faust.App) -> bool:
+    """True while partitions move or tables recover: views then answer 503."""
+    recovery = getattr(app.tables, "recovery", None)
+    return bool(app.rebalancing or (recovery is not None and not recovery.completed.is_set()))
+
+
+def unavailable(view: View, retry_after_s: int = 2) -> Response:
+    """503 with Retry-After, rather than an answer from state still being recovered."""
+    response = view.json({"error": "state is being recovered; retry shortly"}, status=503)
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
 def register_web(app: faust.App, counters: RouterCounters) -> None:
     """Add the views to `app`."""
 

@@ -9,12 +9,15 @@ import faust
 
 from streams.admin import check_broker, ensure_topics
 from streams.agents.router_agent import register_router
+from streams.agents.sink_agent import register_sinks
+from streams.agents.training_agent import register_training
 from streams.agents.window_agent import register_windows
 from streams.app import create_app
 from streams.counters import RouterCounters
 from streams.router import Router
 from streams.settings import Settings
 from streams.topics import TopicNames
+from streams.training_views import register_training_views
 from streams.validation import default_registry
 from streams.web import register_web
 from streams.window_views import register_window_views
@@ -37,6 +40,9 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     register_router(app, settings, router, partitions, counters)
     processor = register_windows(app, settings, window_config(settings), names)
     register_window_views(app, processor)
+    training = register_training(app, settings, names)
+    register_training_views(app, training)
+    register_sinks(app, settings, names)
     register_web(app, counters)
     return app
 

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from streams.channels import CHANNELS, channel_configs
 from streams.settings import Settings, SettingsError, parse_bootstrap
+
+MIB64 = 64 * 1024 * 1024
 
 # variable -> (a valid non-default value, the field it sets, the value the field gets)
 VARIABLES: dict[str, tuple[str, str, Any]] = {
@@ -34,6 +37,11 @@ VARIABLES: dict[str, tuple[str, str, Any]] = {
     "ENGINESTREAM_WINDOW_GRACE": ("10", "window_grace_s", 10.0),
     "ENGINESTREAM_WINDOW_RETENTION": ("7200", "window_retention_s", 7200.0),
     "ENGINESTREAM_WINDOW_IDLE_TIMEOUT": ("0.5", "window_idle_timeout_s", 0.5),
+    "ENGINESTREAM_TIER_GOLD": ("0.95", "tier_gold", 0.95),
+    "ENGINESTREAM_TIER_SILVER": ("0.8", "tier_silver", 0.8),
+    "ENGINESTREAM_TIER_BRONZE": ("0.4", "tier_bronze", 0.4),
+    "ENGINESTREAM_SINK_EVENTS_ENABLED": (
+        "false", "sinks", channel_configs({"ENGINESTREAM_SINK_EVENTS_ENABLED": "false"}, MIB64)),
     "KAFKA_SECURITY_PROTOCOL": ("SASL_SSL", "security_protocol", "SASL_SSL"),
     "KAFKA_SASL_MECHANISM": ("SCRAM-SHA-256", "sasl_mechanism", "SCRAM-SHA-256"),
     "KAFKA_SASL_USERNAME": ("svc-enginestream", "sasl_username", "svc-enginestream"),
@@ -98,10 +106,47 @@ def test_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> 
 # --------------------------------------------------------------- variables --
 
 
+SINK_VARIABLES = {"ENGINESTREAM_SINK_ROTATE_BYTES"} | {
+    f"ENGINESTREAM_SINK_{c.name.upper()}_{suffix}"
+    for c in CHANNELS
+    for suffix in ("ENABLED", "FILENAME", "BUFFER_SIZE", "AUTO_FLUSH_SECONDS")
+}
+
+
 def test_every_variable_is_known() -> None:
     env = RecordingEnv()
     Settings.from_env(env)
-    assert sorted(set(env.asked)) == sorted(VARIABLES)
+    asked = set(env.asked)
+    assert sorted(asked - SINK_VARIABLES) == sorted(set(VARIABLES) - SINK_VARIABLES)
+    assert SINK_VARIABLES <= asked
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "check"),
+    [
+        ("ENGINESTREAM_SINK_ROTATE_BYTES", "1000", lambda s: {c.rotate_bytes for c in s} == {1000}),
+        ("ENGINESTREAM_SINK_DEAD_LETTERS_FILENAME", "dl.jsonl",
+         lambda s: s[-1].filename == "dl.jsonl"),
+        ("ENGINESTREAM_SINK_COMPARISONS_BUFFER_SIZE", "7", lambda s: s[1].buffer_size == 7),
+        ("ENGINESTREAM_SINK_EVENTS_AUTO_FLUSH_SECONDS", "0.25",
+         lambda s: s[0].auto_flush_seconds == 0.25),
+    ],
+)
+def test_sink_variables(name: str, raw: str, check: Any) -> None:
+    assert check(Settings.from_env({name: raw}).sinks)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("ENGINESTREAM_SINK_EVENTS_ENABLED", "maybe"),
+     ("ENGINESTREAM_SINK_EVENTS_BUFFER_SIZE", "lots"),
+     ("ENGINESTREAM_SINK_EVENTS_BUFFER_SIZE", "0"),
+     ("ENGINESTREAM_SINK_EVENTS_FILENAME", "../escape.jsonl"),
+     ("ENGINESTREAM_SINK_EVENTS_AUTO_FLUSH_SECONDS", "soon")],
+)
+def test_bad_sink_variables(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=name.split("_SINK_")[0]):
+        Settings.from_env({name: raw})
 
 
 def test_every_field_is_settable() -> None:

@@ -1,0 +1,151 @@
+"""JSONL sink agents: one per enabled channel, writing each topic partition to its own
+exactly-once files (streams.filesink) under <data dir>/jsonl/.
+
+A take of up to `buffer_size` messages, or what arrived within `auto_flush_seconds`,
+is written as one append and fsync per partition; only then does Faust ack the
+messages, so its committed offsets never pass what is on disk, and the file's
+checkpoint skips whatever is delivered again. Records are also deduplicated by id
+(streams.channels): the ids already in a partition's files are read back when it is
+opened, so the same event published twice is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+
+from streams.channels import CHANNELS, Channel
+from streams.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 60.0
+
+
+class ChannelSink:
+    """The open partition files of one channel on this worker."""
+
+    def __init__(self, channel: Channel, config: ChannelConfig, directory: Path) -> None:
+        self.channel = channel
+        self.config = config
+        self.directory = directory
+        self.files: dict[int, PartitionFile] = {}
+        self.seen: dict[int, set[str]] = {}
+        self.lock = asyncio.Lock()
+        self.lines_written = 0
+        self.duplicates = 0
+
+    async def _open(self, partition: int) -> PartitionFile:
+        found = self.files.get(partition)
+        if found is not None:
+            return found
+        part = PartitionFile(self.directory, self.config, partition)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT_S
+        while True:
+            try:
+                await asyncio.to_thread(part.open)
+                break
+            except PartitionLocked:
+                # The previous owner is still shutting down (or a stale process holds it).
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        lines = await asyncio.to_thread(read_lines, self.directory, self.config, partition)
+        record_id = self.channel.record_id
+        self.seen[partition] = {record_id(orjson.loads(line)) for line in lines}
+        self.files[partition] = part
+        return part
+
+    async def write(self, events: Iterable[faust.EventT]) -> None:
+        """Write the records of `events` (messages of this channel's topic)."""
+        by_partition: dict[int, list[tuple[int, Any]]] = {}
+        for event in events:
+            message = event.message
+            by_partition.setdefault(message.partition, []).append(
+                (message.offset, message.value)
+            )
+        record_id = self.channel.record_id
+        async with self.lock:
+            for partition, messages in by_partition.items():
+                part = await self._open(partition)
+                seen = self.seen[partition]
+                fresh: set[str] = set()
+                lines: list[tuple[int, bytes]] = []
+                for offset, value in sorted(messages, key=lambda m: m[0]):
+                    if offset <= part.last_offset:
+                        continue
+                    doc = orjson.loads(value) if value else None
+                    for record in doc if isinstance(doc, list) else [doc]:
+                        if not isinstance(record, dict):
+                            continue
+                        rid = record_id(record)
+                        if rid in seen or rid in fresh:
+                            self.duplicates += 1
+                            continue
+                        fresh.add(rid)
+                        lines.append((offset, orjson.dumps(record)))
+                if lines:
+                    self.lines_written += await asyncio.to_thread(part.write, lines)
+                    seen |= fresh
+
+    async def close(self, partitions: Iterable[int] | None = None) -> None:
+        """Close (and unlock) the files of `partitions` (all when None)."""
+        async with self.lock:
+            for partition in list(self.files if partitions is None else partitions):
+                part = self.files.pop(partition, None)
+                self.seen.pop(partition, None)
+                if part is not None:
+                    part.close()
+
+
+def register_sinks(app: faust.App, settings: Settings, names: TopicNames) -> list[ChannelSink]:
+    """Add a sink agent for every enabled channel."""
+    directory = settings.data_dir / "jsonl"
+    sinks = []
+    configs = {c.name: c for c in settings.sinks}
+    for channel in CHANNELS:
+        config = configs[channel.name]
+        if config.enabled:
+            sinks.append(_register(app, settings, channel, config, directory, names))
+    return sinks
+
+
+def _register(
+    app: faust.App,
+    settings: Settings,
+    channel: Channel,
+    config: ChannelConfig,
+    directory: Path,
+    names: TopicNames,
+) -> ChannelSink:
+    sink = ChannelSink(channel, config, directory)
+    topic_name = channel.topic(names)
+    topic = app.topic(
+        topic_name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(topic, name=f"{settings.app_id}.sink.{channel.name}")
+    async def write_channel(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            config.buffer_size, within=config.auto_flush_seconds
+        ):
+            await sink.write(events)
+
+    async def release(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        await sink.close(tp.partition for tp in revoked if tp.topic == topic_name)
+
+    app.on_partitions_revoked.connect(release)  # type: ignore[arg-type]
+    return sink
