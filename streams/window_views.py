@@ -10,18 +10,18 @@ fresh it is: the partition's watermark, and per window whether it is final.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import faust
-import orjson
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from streams.aggregates import ExecutionStats
+from streams.fanout import PeerUnavailable, ask_peers
 from streams.packing import partition_for
+from streams.web import recovering, unavailable
 from streams.windows import EXECUTIONS, PartitionWindows, Window, iso, window_start
 
 
@@ -123,15 +123,6 @@ def register_window_views(app: faust.App, processor: Any) -> None:
     """Add /engines and /engines/{engine_id}/windows to `app`."""
     table_name = processor.table.name
 
-    def recovering() -> bool:
-        recovery = getattr(app.tables, "recovery", None)
-        return bool(app.rebalancing or (recovery is not None and not recovery.completed.is_set()))
-
-    def unavailable(view: View) -> Response:
-        response = view.json({"error": "state is being recovered; retry shortly"}, status=503)
-        response.headers["Retry-After"] = "2"
-        return response
-
     async def local_summaries() -> dict[str, Any]:
         engines: dict[str, Any] = {}
         for (kind, _), windows in list(processor.partitions.items()):
@@ -142,33 +133,22 @@ def register_window_views(app: faust.App, processor: Any) -> None:
     @app.page("/engines")
     class Engines(View):
         async def get(self, request: Request) -> Response:
-            if recovering():
+            if recovering(app):
                 return unavailable(self)
             await processor.ensure_assigned()
             engines = await local_summaries()
             if request.query.get("local") != "1":
-                engines.update(await self._others())
+                try:
+                    for answer in await ask_peers(app, "/engines?local=1"):
+                        engines.update(answer["engines"])
+                except PeerUnavailable:
+                    return unavailable(self)
             return self.json({"as_of": time.time(), "engines": dict(sorted(engines.items()))})
-
-        async def _others(self) -> dict[str, Any]:
-            me = str(app.conf.canonical_url).rstrip("/")
-            hosts = [h.rstrip("/") for h in app.router.tables_metadata() if h.rstrip("/") != me]
-
-            async def ask(host: str) -> dict[str, Any]:
-                async with app.http_client.get(f"{host}/engines?local=1") as response:
-                    if response.status != 200:
-                        raise faust.web.exceptions.ServiceUnavailable()
-                    return dict(orjson.loads(await response.read())["engines"])
-
-            merged: dict[str, Any] = {}
-            for found in await asyncio.gather(*(ask(h) for h in hosts)):
-                merged.update(found)
-            return merged
 
     @app.page("/engines/{engine_id}/windows")
     class EngineWindows(View):
         async def get(self, request: Request, engine_id: str) -> Response:
-            if recovering():
+            if recovering(app):
                 return unavailable(self)
             try:
                 return await app.router.route_req(table_name, engine_id.encode(), self.web, request)

@@ -97,6 +97,12 @@ class ChannelSink:
                     self.lines_written += await asyncio.to_thread(part.write, lines)
                     seen |= fresh
 
+    async def open_all(self, partitions: Iterable[int]) -> None:
+        """Open the files of `partitions`, recovering them to their checkpoints."""
+        async with self.lock:
+            for partition in partitions:
+                await self._open(partition)
+
     async def close(self, partitions: Iterable[int] | None = None) -> None:
         """Close (and unlock) the files of `partitions` (all when None)."""
         async with self.lock:
@@ -147,5 +153,11 @@ def _register(
     async def release(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         await sink.close(tp.partition for tp in revoked if tp.topic == topic_name)
 
+    async def recover(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        # Open (and so recover: cut torn tails) every assigned partition's files now,
+        # not when its next record arrives: a partition may get no more records.
+        await sink.open_all(tp.partition for tp in assigned if tp.topic == topic_name)
+
     app.on_partitions_revoked.connect(release)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(recover)  # type: ignore[arg-type]
     return sink

@@ -1,0 +1,249 @@
+"""Exactly-once JSONL files and training samples when workers are killed with SIGKILL.
+
+Over 100,000 events of every type — more than 10,000 of them comparisons, some
+published twice on purpose, some whose winner is not a candidate — go through the
+router, the window, training and sink agents while the worker is SIGKILLed at five
+moments of the run and restarted each time (and, in the second test, while one of
+two workers is killed and the other takes its partitions). Afterwards every channel
+holds every expected record exactly once, every line is whole, there is exactly one
+sample per qualifying comparison with the right tier, and the below-threshold count
+is right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.admin import ensure_topics
+from streams.channels import CHANNELS
+from streams.filesink import read_lines
+from streams.fleet import Fleet
+from streams.processes import WorkerProcess, free_port
+from streams.settings import Settings
+from streams.tiering import sample_id_for
+from streams.topics import TopicNames
+from tests.integration.kafka_io import produce_all, read_until
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 100_000
+COMPARISONS = 12_000
+DUPLICATES = 1_500
+GHOSTS = 150  # comparisons whose winner is not among the candidates
+
+
+def expected_tier(comparison: dict[str, Any]) -> str:
+    """The contract's tiering, written out: gold >= 0.9, silver >= 0.75, bronze >= 0.5."""
+    candidates = {c["engine_id"] for c in comparison["candidates"]}
+    if comparison["winner"]["engine_id"] not in candidates:
+        return "winner_not_candidate"
+    score = comparison["winner"]["score"]
+    if score >= 0.9:
+        return "gold"
+    if score >= 0.75:
+        return "silver"
+    if score >= 0.5:
+        return "bronze"
+    return "below_threshold"
+
+
+class Workload:
+    """The input, and the ids every channel must hold once it is all processed."""
+
+    def __init__(self, names: TopicNames, seed: int) -> None:
+        rng = random.Random(seed)
+        fleet = Fleet(rng=rng, engines=24)
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        stream = fleet.mixed()
+        while sum(map(len, by_type.values())) < EVENTS - COMPARISONS:
+            event_type, doc = next(stream)
+            if event_type != "comparison_result":
+                by_type.setdefault(event_type, []).append(doc)
+        comparisons = [fleet.comparison() for _ in range(COMPARISONS)]
+        for ghost in comparisons[:GHOSTS]:
+            ghost["winner"]["engine_id"] = "engine-not-in-the-race"
+        rng.shuffle(comparisons)
+        by_type["comparison_result"] = comparisons
+        self.messages: list[tuple[Any, ...]] = []
+        for event_type, docs in by_type.items():
+            for i in range(0, len(docs), 40):
+                self.messages.append(
+                    (names.ingest, orjson.dumps(docs[i : i + 40]),
+                     [("event-type", event_type.encode())], None)
+                )
+        for doc in rng.sample(comparisons, DUPLICATES):  # published again, alone
+            self.messages.append(
+                (names.ingest, orjson.dumps(doc), [("event-type", b"comparison_result")], None)
+            )
+        for i in range(300):  # not events at all: dead letters
+            self.messages.append((names.ingest, b'{"broken": ', [], None))
+        rng.shuffle(self.messages)
+        self.events = sum(map(len, by_type.values())) + DUPLICATES
+        assert self.events >= EVENTS
+
+        decisions = {c["comparison_id"]: expected_tier(c) for c in comparisons}
+        self.tiers = {
+            sample_id_for(cid): tier
+            for cid, tier in decisions.items()
+            if tier in ("gold", "silver", "bronze")
+        }
+        self.decisions = Counter(decisions.values())
+        self.ids = {
+            "events": {d["trace_id"] for d in by_type["engine_execution"]},
+            "comparisons": set(decisions),
+            "training_samples": set(self.tiers) | {
+                d["sample_id"] for d in by_type.get("training_sample", [])
+            },
+        }
+
+
+def file_ids(data_dir: Path, settings: Settings) -> dict[str, list[str]]:
+    """Every record id in every channel's committed lines, duplicates kept."""
+    found: dict[str, list[str]] = {}
+    configs = {c.name: c for c in settings.sinks}
+    for channel in CHANNELS:
+        ids = found.setdefault(channel.name, [])
+        for partition in range(settings.partitions):
+            for line in read_lines(data_dir / "jsonl", configs[channel.name], partition):
+                ids.append(channel.record_id(orjson.loads(line)))
+    return found
+
+
+def progress(data_dir: Path, settings: Settings, workload: Workload) -> float:
+    ids = file_ids(data_dir, settings)
+    want = sum(len(v) for v in workload.ids.values())
+    return sum(len(ids[name]) for name in workload.ids) / want
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout}s")
+        time.sleep(0.25)
+
+
+def assert_exactly_once(
+    data_dir: Path, settings: Settings, workload: Workload, worker: WorkerProcess
+) -> None:
+    names = TopicNames(settings.topic_prefix)
+    ids = file_ids(data_dir, settings)
+    for name, want in workload.ids.items():
+        got = Counter(ids[name])
+        assert not [i for i, n in got.items() if n > 1], f"{name}: duplicates"
+        assert set(got) == want, f"{name}: {len(set(got) ^ want)} ids differ"
+    # Windows and dead letters: the files hold each record of their topic once.
+    topic_records = asyncio.run(
+        read_until(settings.bootstrap_servers, [names.metrics_windows, names.dead_letter],
+                   lambda records: True, timeout=60)
+    )
+    by_channel = {"aggregated_stats": names.metrics_windows, "dead_letters": names.dead_letter}
+    for name, topic in by_channel.items():
+        channel = next(c for c in CHANNELS if c.name == name)
+        on_topic = {channel.record_id(orjson.loads(r.value)) for r in topic_records
+                    if r.topic == topic}
+        got = Counter(ids[name])
+        assert not [i for i, n in got.items() if n > 1], f"{name}: duplicates"
+        assert set(got) == on_topic, name
+    letters = Counter(orjson.loads(r.value)["reason"] for r in topic_records
+                      if r.topic == names.dead_letter)
+    assert letters["malformed_json"] >= 1
+    # One sample per qualifying comparison, with its tier.
+    configs = {c.name: c for c in settings.sinks}
+    for partition in range(settings.partitions):
+        for line in read_lines(data_dir / "jsonl", configs["training_samples"], partition):
+            sample = orjson.loads(line)
+            if sample["sample_id"] in workload.tiers:
+                assert sample["tier"] == workload.tiers[sample["sample_id"]]
+    # The below-threshold count, as the workers report it.
+    status, body = worker.get_json("/training/stats")
+    assert status == 200, body
+    assert isinstance(body, dict)
+    assert body["below_threshold"] == workload.decisions["below_threshold"]
+    assert body["samples_by_tier"] == {t: workload.decisions[t] for t in ("gold", "silver", "bronze")}
+    assert body["decisions"]["winner_not_candidate"] == GHOSTS
+    # No partial line anywhere: every file on disk is whole JSON lines.
+    for path in sorted((data_dir / "jsonl").glob("*.jsonl")):
+        content = path.read_bytes()
+        assert not content or content.endswith(b"\n"), path
+        for line in content.splitlines():
+            orjson.loads(line)
+
+
+def fault_env(isolated_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **isolated_env,
+        "ENGINESTREAM_WINDOW_IDLE_TIMEOUT": "3",
+        "ENGINESTREAM_SINK_ROTATE_BYTES": str(2 * 1024 * 1024),  # rotations happen too
+    }
+
+
+def complete(data_dir: Path, settings: Settings, workload: Workload) -> bool:
+    ids = file_ids(data_dir, settings)
+    return all(set(ids[name]) >= want for name, want in workload.ids.items())
+
+
+def test_five_sigkills_and_restarts(isolated_env: dict[str, str], tmp_path: Path) -> None:
+    env = fault_env(isolated_env)
+    settings = Settings.from_env(env)
+    data_dir = settings.data_dir
+    names = TopicNames(settings.topic_prefix)
+    asyncio.run(ensure_topics(settings))
+    workload = Workload(names, seed=4)
+    asyncio.run(produce_all(settings.bootstrap_servers, workload.messages))
+    log = tmp_path / "worker.log"
+    rng = random.Random()
+    kills = []
+    for target in sorted(rng.uniform(0.03, 0.6) for _ in range(5)):
+        worker = WorkerProcess(env, log_path=log).start()
+        try:
+            worker.wait_ready()
+            wait_for(lambda t=target: progress(data_dir, settings, workload) >= t, 240,
+                     f"progress {target:.2f}")
+        finally:
+            kills.append(progress(data_dir, settings, workload))
+            worker.kill()
+    assert len(kills) == 5 and all(k < 1.0 for k in kills), kills
+    worker = WorkerProcess(env, log_path=log).start()
+    try:
+        worker.wait_ready()
+        wait_for(lambda: complete(data_dir, settings, workload), 300, "all records")
+        assert_exactly_once(data_dir, settings, workload, worker)
+    finally:
+        worker.stop()
+
+
+def test_two_workers_one_killed(isolated_env: dict[str, str], tmp_path: Path) -> None:
+    env = fault_env(isolated_env)
+    settings = Settings.from_env(env)
+    data_dir = settings.data_dir
+    names = TopicNames(settings.topic_prefix)
+    asyncio.run(ensure_topics(settings))
+    workload = Workload(names, seed=5)
+    asyncio.run(produce_all(settings.bootstrap_servers, workload.messages))
+    first = WorkerProcess(env, log_path=tmp_path / "a.log").start()
+    second = WorkerProcess(
+        {**env, "ENGINESTREAM_WEB_PORT": str(free_port())}, log_path=tmp_path / "b.log"
+    ).start()
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        target = random.Random().uniform(0.1, 0.5)
+        wait_for(lambda: progress(data_dir, settings, workload) >= target, 240, "progress")
+        at_kill = progress(data_dir, settings, workload)
+        first.kill()
+        assert at_kill < 1.0
+        wait_for(lambda: complete(data_dir, settings, workload), 300, "all records")
+        second.wait_ready()
+        assert_exactly_once(data_dir, settings, workload, second)
+    finally:
+        first.kill()
+        second.stop()
