@@ -83,7 +83,7 @@ class Workload:
             self.messages.append(
                 (names.ingest, orjson.dumps(doc), [("event-type", b"comparison_result")], None)
             )
-        for i in range(300):  # not events at all: dead letters
+        for _ in range(300):  # not events at all: dead letters
             self.messages.append((names.ingest, b'{"broken": ', [], None))
         rng.shuffle(self.messages)
         self.events = sum(map(len, by_type.values())) + DUPLICATES
@@ -168,7 +168,8 @@ def assert_exactly_once(
     assert status == 200, body
     assert isinstance(body, dict)
     assert body["below_threshold"] == workload.decisions["below_threshold"]
-    assert body["samples_by_tier"] == {t: workload.decisions[t] for t in ("gold", "silver", "bronze")}
+    tiers = ("gold", "silver", "bronze")
+    assert body["samples_by_tier"] == {t: workload.decisions[t] for t in tiers}
     assert body["decisions"]["winner_not_candidate"] == GHOSTS
     # No partial line anywhere: every file on disk is whole JSON lines.
     for path in sorted((data_dir / "jsonl").glob("*.jsonl")):
