@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import random
 import signal
@@ -11,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,7 +21,7 @@ import orjson
 
 from streams.admin import BrokerUnreachable, check_broker, describe_topics, ensure_topics
 from streams.settings import Settings, SettingsError
-from streams.topics import TopicNames
+from streams.topics import EVENT_ROUTES, TopicNames
 
 T = TypeVar("T")
 
@@ -32,6 +35,8 @@ def _settings() -> Settings:
 
 def _run(coro_factory: Callable[[], Any]) -> Any:
     """Run a coroutine; an unreachable broker is a one-line error and exit 1."""
+    # The client library logs each failed connection attempt; the one line below says it.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(coro_factory())
     except BrokerUnreachable as exc:
@@ -40,7 +45,7 @@ def _run(coro_factory: Callable[[], Any]) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+def cli() -> None:
     """enginestream: validated, routed and windowed telemetry for AI inference engines.
 
     Settings come from the environment (KAFKA_BOOTSTRAP_SERVERS, ENGINESTREAM_*);
@@ -48,7 +53,23 @@ def main() -> None:
     """
 
 
-@main.command()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a bad argument is one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="enginestream", standalone_mode=False)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "enginestream"
+        click.echo(f"error: {exc.format_message()} (see: {command} --help)", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+
+
+@cli.command()
 def worker() -> None:
     """Run one worker (router agents and web views) until Ctrl-C or SIGTERM."""
     from streams.worker import run_worker
@@ -61,7 +82,7 @@ def worker() -> None:
         sys.exit(1)
 
 
-@main.group()
+@cli.group()
 def topics() -> None:
     """Create or describe the contract's topics."""
 
@@ -86,7 +107,7 @@ def topics_describe() -> None:
         click.echo(f"{name}\t{found.get(name, 'missing')}")
 
 
-@main.command()
+@cli.command()
 @click.option("--engines", type=click.IntRange(1, 100_000), default=8, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0.1), default=200.0, show_default=True,
               help="Events per second.")
@@ -130,7 +151,7 @@ def fleet(
                f"({sent.bad} malformed messages)")
 
 
-@main.command()
+@cli.command()
 @click.option("--engines", type=click.IntRange(1, 1000), default=8, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=1), default=300.0, show_default=True)
 @click.option("--duration", type=click.FloatRange(min=1), default=None,
@@ -187,6 +208,98 @@ def _summary_line(url: str) -> str:
         f"messages in {sum(stats['messages_in'].values())} | routed {sum(routed.values())} "
         f"({routed_text}) | dead letters {sum(dead.values())} ({dead_text})"
     )
+
+
+@cli.group()
+def export() -> None:
+    """Export window metrics for ML pipelines."""
+
+
+@export.command("windows")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv",
+              show_default=True)
+@click.option("--from", "start", type=float, default=None, help="Epoch seconds (inclusive).")
+@click.option("--to", "end", type=float, default=None, help="Epoch seconds (exclusive).")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Window size (s).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output file (default: <data dir>/exports/windows.<format>).")
+def export_windows(
+    fmt: str, start: float | None, end: float | None, size: int | None, out: Path | None
+) -> None:
+    """Write the latest revision of every window in [--from, --to) as CSV or Parquet."""
+    from streams.export import WRITERS, latest_revisions, read_window_records
+
+    settings = _settings()
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter("--to must be after --from", param_hint="--to")
+    records = _run(lambda: read_window_records(settings))
+    rows = latest_revisions(
+        records,
+        float("-inf") if start is None else start,
+        float("inf") if end is None else end,
+        size,
+    )
+    path = out or settings.data_dir / "exports" / f"windows.{fmt}"
+    WRITERS[fmt](rows, path)
+    click.echo(f"wrote {len(rows)} windows to {path}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--type", "event_type", type=click.Choice(list(EVENT_ROUTES)), default=None,
+              help="Event type of lines without an event_type field.")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=None,
+              help="At most this many events per second.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
+def replay(file: Path, event_type: str | None, rate: float | None, batch: int) -> None:
+    """Stream a JSONL file of events into engine.ingest, with a progress bar."""
+    from streams.replay import replay as run_replay
+
+    settings = _settings()
+    size = file.stat().st_size
+    with click.progressbar(length=size, label=f"replaying {file.name}", file=sys.stderr) as bar:
+        done = 0
+
+        def advance(_line: int, position: int) -> None:
+            nonlocal done
+            bar.update(position - done)
+            done = position
+
+        report = _run(
+            lambda: run_replay(
+                settings, file, default_type=event_type, rate=rate, batch=batch,
+                on_line=advance,
+            )
+        )
+    for number, why in report.skipped[:20]:
+        click.echo(f"line {number}: skipped: {why}", err=True)
+    if len(report.skipped) > 20:
+        click.echo(f"... and {len(report.skipped) - 20} more skipped lines", err=True)
+    click.echo(
+        f"replayed {report.events} events in {report.messages} messages; "
+        f"{len(report.skipped)} lines skipped"
+    )
+
+
+@cli.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest message.")
+@click.option("--max", "limit", type=click.IntRange(min=1), default=None,
+              help="Stop after this many messages.")
+def tail(topic: str, from_beginning: bool, limit: int | None) -> None:
+    """Print the messages of TOPIC (a contract name such as engine.dead-letter)."""
+    from streams.tail import tail as run_tail
+
+    settings = _settings()
+    names = TopicNames(settings.topic_prefix)
+    known = {s.name for s in names.specs(settings.partitions)}
+    full = topic if topic in known else settings.topic_prefix + topic
+    if full not in known:
+        raise click.BadParameter(
+            f"unknown topic {topic!r}; one of: {', '.join(sorted(known))}", param_hint="TOPIC"
+        )
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(lambda: run_tail(settings, full, from_beginning, limit, click.echo))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,12 @@ async def prepare(settings: Settings) -> dict[str, int]:
 
 def run_worker(settings: Settings) -> None:
     """Run one worker until it is stopped (SIGINT/SIGTERM)."""
-    partitions = asyncio.run(prepare(settings))
+    client_log = logging.getLogger("aiokafka")
+    client_log.setLevel(logging.CRITICAL)  # a failed pre-flight is reported in one line
+    try:
+        partitions = asyncio.run(prepare(settings))
+    finally:
+        client_log.setLevel(logging.NOTSET)
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_worker_app(settings, partitions)
