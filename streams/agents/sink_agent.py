@@ -20,6 +20,7 @@ from typing import Any
 import faust
 import orjson
 
+from streams.agents.failfast import or_exit
 from streams.channels import CHANNELS, Channel
 from streams.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
 from streams.settings import Settings
@@ -148,7 +149,7 @@ def _register(
         async for events in stream.take_events(  # type: ignore[attr-defined]
             config.buffer_size, within=config.auto_flush_seconds
         ):
-            await sink.write(events)
+            await or_exit(sink.write(events), f"writing {channel.name} files")
 
     async def release(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         await sink.close(tp.partition for tp in revoked if tp.topic == topic_name)

@@ -22,6 +22,7 @@ from typing import Any, cast
 import faust
 import orjson
 
+from streams.agents.failfast import or_exit
 from streams.ledger import written_since
 from streams.packing import partition_for
 from streams.router import DeadLetter, Inbound
@@ -237,7 +238,7 @@ def register_training(app: faust.App, settings: Settings, names: TopicNames) -> 
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.router_take, within=settings.router_take_within_s
         ):
-            await processor.process(events)
+            await or_exit(processor.process(events), "deciding comparisons")
 
     def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         processor.revoke(revoked)

@@ -1,0 +1,1 @@
+"""JSONL sink throughput: exactly-once PartitionFile writes against plain appends."""
