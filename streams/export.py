@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import client_options
+from streams.admin import client_options, describe_topics
 from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.windows import emission_id
@@ -85,14 +85,14 @@ async def read_window_records(
 ) -> list[dict[str, Any]]:
     """Every record of engine.metrics.windows, read from the beginning to the current end."""
     topic = TopicNames(settings.topic_prefix).metrics_windows
+    records: list[dict[str, Any]] = []
+    described = await describe_topics(settings, [topic])
+    if not described:
+        return records
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
-    records: list[dict[str, Any]] = []
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return records
+        tps = [TopicPartition(topic, p) for p in range(described[0].partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

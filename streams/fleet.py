@@ -184,7 +184,8 @@ class Fleet:
         """A job's life: submit, start, progress, then complete or fail."""
         job_id = f"{self.rng.getrandbits(128):032x}"
         t = self.now()
-        kind = self.rng.choice(("train", "backfill", "feature_refresh", "drift_compute"))
+        # feature_refresh and drift_compute are run by the app itself, not reported.
+        kind = self.rng.choice(("train", "backfill"))
         commands: list[dict[str, Any]] = [
             {
                 "command": "submit",

@@ -132,6 +132,8 @@ class Settings:
     sinks: tuple[ChannelConfig, ...] = field(
         default_factory=lambda: channel_configs({}, 64 * 1024 * 1024)
     )
+    # A device session without events for this long is ended by the app.
+    session_idle_timeout_s: float = 1800.0
     # Training-sample tiers by winner score.
     tier_gold: float = 0.9
     tier_silver: float = 0.75
@@ -197,6 +199,9 @@ class Settings:
                 env, "ENGINESTREAM_WINDOW_IDLE_TIMEOUT", cls.window_idle_timeout_s, minimum=0.1
             ),
             sinks=sinks,
+            session_idle_timeout_s=_float(
+                env, "ENGINESTREAM_SESSION_IDLE_TIMEOUT", cls.session_idle_timeout_s, minimum=1
+            ),
             tier_gold=_float(env, "ENGINESTREAM_TIER_GOLD", cls.tier_gold),
             tier_silver=_float(env, "ENGINESTREAM_TIER_SILVER", cls.tier_silver),
             tier_bronze=_float(env, "ENGINESTREAM_TIER_BRONZE", cls.tier_bronze),

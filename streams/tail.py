@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import check_broker, client_options
+from streams.admin import check_broker, client_options, describe_topics
 from streams.settings import Settings
 
 
@@ -19,11 +19,13 @@ async def tail(
 ) -> int:
     """Print messages of `topic` (all partitions) until `limit` or cancellation."""
     await check_broker(settings)
+    described = await describe_topics(settings, [topic])
+    count = described[0].partitions if described else 0
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     shown = 0
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        tps = [TopicPartition(topic, p) for p in range(count)]
         consumer.assign(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)

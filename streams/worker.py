@@ -8,7 +8,10 @@ import logging
 import faust
 
 from streams.admin import check_broker, ensure_topics
+from streams.agents.engine_status_agent import register_engine_status
+from streams.agents.jobs_agent import register_jobs
 from streams.agents.router_agent import register_router
+from streams.agents.sessions_agent import register_sessions
 from streams.agents.sink_agent import register_sinks
 from streams.agents.training_agent import register_training
 from streams.agents.window_agent import register_windows
@@ -16,6 +19,7 @@ from streams.app import create_app
 from streams.counters import RouterCounters
 from streams.router import Router
 from streams.settings import Settings
+from streams.state_views import register_state_views
 from streams.topics import TopicNames
 from streams.training_views import register_training_views
 from streams.validation import default_registry
@@ -43,6 +47,10 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     training = register_training(app, settings, names)
     register_training_views(app, training)
     register_sinks(app, settings, names)
+    jobs = register_jobs(app, settings, names)
+    sessions = register_sessions(app, settings, names, settings.session_idle_timeout_s)
+    engines = register_engine_status(app, settings, names)
+    register_state_views(app, settings, names, jobs, sessions, engines)
     register_web(app, counters)
     return app
 

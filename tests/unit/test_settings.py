@@ -37,6 +37,7 @@ VARIABLES: dict[str, tuple[str, str, Any]] = {
     "ENGINESTREAM_WINDOW_GRACE": ("10", "window_grace_s", 10.0),
     "ENGINESTREAM_WINDOW_RETENTION": ("7200", "window_retention_s", 7200.0),
     "ENGINESTREAM_WINDOW_IDLE_TIMEOUT": ("0.5", "window_idle_timeout_s", 0.5),
+    "ENGINESTREAM_SESSION_IDLE_TIMEOUT": ("60", "session_idle_timeout_s", 60.0),
     "ENGINESTREAM_TIER_GOLD": ("0.95", "tier_gold", 0.95),
     "ENGINESTREAM_TIER_SILVER": ("0.8", "tier_silver", 0.8),
     "ENGINESTREAM_TIER_BRONZE": ("0.4", "tier_bronze", 0.4),

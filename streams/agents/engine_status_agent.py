@@ -1,0 +1,35 @@
+"""Engine status from lifecycle events: engine_id -> state, model, port, last error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_keyed_agent
+from streams.engine_status import EngineStatus
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+
+def apply_lifecycle(state: KeyedState, event: dict[str, Any], letters: DeadLetterFactory) -> None:
+    """Fold one engine_event into its engine's status."""
+    engine_id = str(event["engine_id"])
+    record = state.get(engine_id)
+    try:
+        if record is None:
+            status = EngineStatus.from_event(event)
+        else:
+            status = EngineStatus.from_json(record)
+            status.apply(event)
+    except ValueError as exc:
+        letters.refuse("schema_violation", f"engine status: {exc}", event)
+        return
+    state.put(engine_id, status.to_json())
+
+
+def register_engine_status(app: faust.App, settings: Settings, names: TopicNames) -> KeyedState:
+    """Add the engine status table and its agent."""
+    state = KeyedState(app, settings, "engine-status", names.typed["engine_event"])
+    register_keyed_agent(app, settings, names, state, "engine_event", apply_lifecycle)
+    return state

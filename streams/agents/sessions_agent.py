@@ -1,0 +1,56 @@
+"""Device sessions from session events, and the timer that ends idle sessions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+
+from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_keyed_agent
+from streams.sessions import Session
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+IDLE_CHECK_S = 5.0
+
+
+def apply_session_event(
+    state: KeyedState, event: dict[str, Any], letters: DeadLetterFactory
+) -> None:
+    """Fold one session_event into its session record."""
+    session_id = str(event["session_id"])
+    record = state.get(session_id)
+    try:
+        if record is None:
+            session = Session.from_event(event)
+        else:
+            session = Session.from_json(record)
+            session.apply(event)
+    except ValueError as exc:
+        letters.refuse("schema_violation", f"session: {exc}", event)
+        return
+    state.put(session_id, session.to_json())
+
+
+def register_sessions(
+    app: faust.App, settings: Settings, names: TopicNames, idle_timeout_s: float
+) -> KeyedState:
+    """Add the sessions table, its agent, and the idle-session timer."""
+    state = KeyedState(app, settings, "sessions", names.typed["session_event"])
+    register_keyed_agent(app, settings, names, state, "session_event", apply_session_event)
+    timeout_ms = int(idle_timeout_s * 1000)
+
+    @app.timer(IDLE_CHECK_S)
+    async def end_idle_sessions() -> None:
+        if app.rebalancing:
+            return
+        now_ms = int(time.time() * 1000)
+        async with state.lock:
+            for record in state.records():
+                session = Session.from_json(record)
+                if session.idle_expire(now_ms, timeout_ms):
+                    state.put(session.session_id, session.to_json())
+            state.save({})
+
+    return state
