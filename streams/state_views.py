@@ -80,7 +80,8 @@ def register_state_views(
             status = request.query.get("status")
             kind = request.query.get("kind")
             if status is not None and status not in set(JobStatus):
-                return error(self, 400, f"status must be one of {sorted(s.value for s in JobStatus)}")
+                choices = sorted(s.value for s in JobStatus)
+                return error(self, 400, f"status must be one of {choices}")
             if kind is not None and kind not in set(JobKind):
                 return error(self, 400, f"kind must be one of {sorted(k.value for k in JobKind)}")
             found = jobs.records()
