@@ -171,7 +171,7 @@ def demo(engines: int, rate: float, duration: float | None) -> None:
         stdout=subprocess.DEVNULL,
     )
     url = f"http://{settings.web_host}:{settings.web_port}"
-    click.echo(f"worker web views: {url}/health  {url}/stats   (Ctrl-C stops)")
+    click.echo(f"dashboard: {url}/dashboard   views: {url}/engines  {url}/stats   (Ctrl-C stops)")
     deadline = None if duration is None else time.monotonic() + duration
     try:
         while deadline is None or time.monotonic() < deadline:
@@ -197,16 +197,23 @@ def demo(engines: int, rate: float, duration: float | None) -> None:
 def _summary_line(url: str) -> str:
     try:
         with urllib.request.urlopen(f"{url}/stats", timeout=2) as response:
-            stats = orjson.loads(response.read())["router"]
-    except (OSError, ValueError, KeyError):
+            stats = orjson.loads(response.read())
+    except (OSError, ValueError):
         return "waiting for the worker ..."
-    routed = stats["events_routed"]
-    dead = stats["dead_letters"]
-    routed_text = ", ".join(f"{k} {v}" for k, v in sorted(routed.items())) or "none yet"
-    dead_text = ", ".join(f"{k} {v}" for k, v in sorted(dead.items())) or "none"
+
+    def listed(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v) or "none"
+
+    router = stats.get("router", {})
+    routed = router.get("events_routed", {})
+    dead = router.get("dead_letters", {})
+    training = stats.get("training", {})
+    tiers = {t: training.get(t, 0) for t in ("gold", "silver", "bronze")}
     return (
-        f"messages in {sum(stats['messages_in'].values())} | routed {sum(routed.values())} "
-        f"({routed_text}) | dead letters {sum(dead.values())} ({dead_text})"
+        f"routed {sum(routed.values())} events | dead letters {sum(dead.values())} "
+        f"({listed(dead)}) | windows {stats.get('windows', {}).get('records_emitted', 0)} "
+        f"| samples {listed(tiers)}, below threshold {training.get('below_threshold', 0)} "
+        f"| jobs {listed(stats.get('jobs', {}))}"
     )
 
 

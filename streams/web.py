@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -35,8 +36,15 @@ def unavailable(view: View, retry_after_s: int = 2) -> Response:
     return response
 
 
-def register_web(app: faust.App, counters: RouterCounters) -> None:
-    """Add the views to `app`."""
+StatsSource = Callable[[], dict[str, Any]]
+
+
+def register_web(
+    app: faust.App, counters: RouterCounters, sources: dict[str, StatsSource] | None = None
+) -> None:
+    """Add the views to `app`; /stats shows the router's counts and each of `sources`
+    (this worker's own counts since it started)."""
+    extra = sources or {}
 
     @app.page("/health")
     class Health(View):
@@ -47,4 +55,6 @@ def register_web(app: faust.App, counters: RouterCounters) -> None:
     @app.page("/stats")
     class Stats(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"router": counters.snapshot()})
+            return self.json(
+                {"router": counters.snapshot(), **{name: get() for name, get in extra.items()}}
+            )

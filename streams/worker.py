@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 import faust
 
@@ -46,12 +47,28 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     register_window_views(app, processor)
     training = register_training(app, settings, names)
     register_training_views(app, training)
-    register_sinks(app, settings, names)
+    sinks = register_sinks(app, settings, names)
     jobs = register_jobs(app, settings, names)
     sessions = register_sessions(app, settings, names, settings.session_idle_timeout_s)
     engines = register_engine_status(app, settings, names)
     register_state_views(app, settings, names, jobs, sessions, engines)
-    register_web(app, counters)
+    register_web(
+        app,
+        counters,
+        {
+            "windows": lambda: {
+                "records_emitted": processor.emitted,
+                "late_revisions": processor.late_events,
+                "too_late": processor.too_late,
+            },
+            "training": lambda: dict(training.counts()),
+            "jobs": lambda: dict(Counter(j["status"] for j in jobs.records())),
+            "sinks": lambda: {
+                s.channel.name: {"lines_written": s.lines_written, "duplicates": s.duplicates}
+                for s in sinks
+            },
+        },
+    )
     return app
 
 
