@@ -162,6 +162,10 @@ def demo(engines: int, rate: float, duration: float | None) -> None:
     _run(lambda: check_broker(settings))
     _run(lambda: ensure_topics(settings))
     env = dict(os.environ)
+    # Short windows, so that the first finals show within seconds (unless set).
+    env.setdefault("ENGINESTREAM_WINDOW_SIZES", "10,60")
+    env.setdefault("ENGINESTREAM_WINDOW_LATENESS", "2")
+    env.setdefault("ENGINESTREAM_WINDOW_IDLE_TIMEOUT", "5")
     worker_proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env)
     fleet_proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "fleet", "--engines", str(engines),
