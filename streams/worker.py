@@ -18,6 +18,8 @@ from streams.agents.training_agent import register_training
 from streams.agents.window_agent import register_windows
 from streams.app import create_app
 from streams.counters import RouterCounters
+from streams.dashboard import register_dashboard
+from streams.prometheus import register_prometheus
 from streams.router import Router
 from streams.settings import Settings
 from streams.state_views import register_state_views
@@ -69,6 +71,8 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
             },
         },
     )
+    register_prometheus(app, counters, processor, sinks)
+    register_dashboard(app)
     return app
 
 

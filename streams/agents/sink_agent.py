@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import orjson
 from streams.agents.failfast import or_exit
 from streams.channels import CHANNELS, Channel
 from streams.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
+from streams.prometheus import Histogram
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -43,6 +45,9 @@ class ChannelSink:
         self.lock = asyncio.Lock()
         self.lines_written = 0
         self.duplicates = 0
+        self.bytes_written = 0
+        # One observation per partition flush: the append, fsync and checkpoint replace.
+        self.flush_seconds = Histogram()
 
     async def _open(self, partition: int) -> PartitionFile:
         found = self.files.get(partition)
@@ -95,7 +100,10 @@ class ChannelSink:
                         fresh.add(rid)
                         lines.append((offset, orjson.dumps(record)))
                 if lines:
+                    started = time.perf_counter()
                     self.lines_written += await asyncio.to_thread(part.write, lines)
+                    self.flush_seconds.observe(time.perf_counter() - started)
+                    self.bytes_written += sum(len(line) + 1 for _, line in lines)
                     seen |= fresh
 
     async def open_all(self, partitions: Iterable[int]) -> None:
