@@ -29,6 +29,7 @@ class Outgoing:
     key: bytes | None
     value: bytes
     count: int
+    source_offset: int = -1  # highest offset of the messages its events came in
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -51,31 +52,33 @@ def pack(
 
     `typed_topics` maps event type to topic, `partitions` topic to partition count.
     """
-    groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+    groups: dict[tuple[str, int], list[tuple[bytes, bytes, int]]] = {}
     for event in events:
         key = event.key.encode("utf-8")
         topic = typed_topics[event.event_type]
         where = (topic, partition_for(key, partitions[topic]))
-        groups.setdefault(where, []).append((key, orjson.dumps(event.doc)))
+        groups.setdefault(where, []).append((key, orjson.dumps(event.doc), event.offset))
     out: list[Outgoing] = []
     for (topic, partition), items in groups.items():
-        chunk: list[tuple[bytes, bytes]] = []
+        chunk: list[tuple[bytes, bytes, int]] = []
         size = 1  # the array's length: "[" and "]", and a comma before all but the first
-        for key, body in items:
+        for item in items:
+            body = item[1]
             if chunk and size + len(body) + 1 > max_bytes:
                 out.append(_message(topic, partition, chunk))
                 chunk, size = [], 1
-            chunk.append((key, body))
+            chunk.append(item)
             size += len(body) + 1
         out.append(_message(topic, partition, chunk))
     return out
 
 
-def _message(topic: str, partition: int, chunk: list[tuple[bytes, bytes]]) -> Outgoing:
+def _message(topic: str, partition: int, chunk: list[tuple[bytes, bytes, int]]) -> Outgoing:
+    top = max(offset for _, _, offset in chunk)
     if len(chunk) == 1:
-        key, body = chunk[0]
-        return Outgoing(topic, partition, key, body, 1)
-    keys = {key for key, _ in chunk}
+        key, body, _ = chunk[0]
+        return Outgoing(topic, partition, key, body, 1, top)
+    keys = {key for key, _, _ in chunk}
     shared_key = next(iter(keys)) if len(keys) == 1 else None
-    value = b"[" + b",".join(body for _, body in chunk) + b"]"
-    return Outgoing(topic, partition, shared_key, value, len(chunk))
+    value = b"[" + b",".join(body for _, body, _ in chunk) + b"]"
+    return Outgoing(topic, partition, shared_key, value, len(chunk), top)

@@ -57,6 +57,7 @@ class RoutedEvent:
     event_type: str
     key: str
     doc: dict[str, Any]
+    offset: int = -1  # offset of the message it came in
 
 
 @dataclass(slots=True)
@@ -271,7 +272,7 @@ class Router:
             )
             return
         key = doc[EVENT_ROUTES[event_type].key_field]
-        out.events.append(RoutedEvent(event_type, key, doc))
+        out.events.append(RoutedEvent(event_type, key, doc, msg.offset))
 
     def _route_confidential(
         self, msg: Inbound, doc: dict[str, Any], index: int | None, event_type: str, out: Routing
@@ -312,4 +313,4 @@ class Router:
             )
             return
         key = doc[EVENT_ROUTES[event_type].key_field]
-        out.events.append(RoutedEvent(event_type, key, doc))
+        out.events.append(RoutedEvent(event_type, key, doc, msg.offset))

@@ -1,21 +1,200 @@
-"""The router agent: read raw messages, route them (streams.router), produce the results."""
+"""The router agent: read raw messages, route them (streams.router), produce the results,
+each exactly once even when the worker is killed mid-batch.
+
+Each source partition's ledger (streams.route_ledger) lives in a changelog table and
+is saved once the batch's writes are acknowledged. Every written message carries the
+source partition and highest source offset it holds, so a partition rebuilt after a
+crash reads the destinations' tails past its ledger and writes, for a message
+delivered again, only what is not there yet.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.admin import client_options
+from streams.agents.failfast import or_exit
 from streams.counters import RouterCounters
-from streams.packing import pack
-from streams.router import Inbound, RoutedEvent, Router
+from streams.packing import pack, partition_for
+from streams.route_ledger import SourceLedger, rebuild, source_header
+from streams.router import DeadLetter, Inbound, RoutedEvent, Router
 from streams.settings import Settings
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
+
+Source = tuple[str, int]
+Destination = tuple[str, int]
+
+
+def ledger_key(source: Source) -> bytes:
+    """Table key of a source partition's ledger."""
+    return f"{source[0]}|{source[1]}".encode()
+
+
+class RouterProcessor:
+    """Routes batches of raw messages and keeps the ledgers of their source partitions."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        router: Router,
+        partitions: dict[str, int],
+        counters: RouterCounters,
+        table: faust.Table,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.router = router
+        self.names: TopicNames = router.names
+        self.partitions = partitions
+        self.counters = counters
+        self.table = table
+        self.ledgers: dict[Source, SourceLedger] = {}
+        outputs = [*self.names.typed.values(), self.names.dead_letter]
+        self.destinations: list[Destination] = [
+            (topic, p) for topic in outputs for p in range(partitions[topic])
+        ]
+
+    async def _ensure(self, sources: set[Source]) -> None:
+        """Load (or start) the ledgers of `sources` and rebuild them from the
+        destinations' tails; one read of the tails for all of them."""
+        missing = [s for s in sources if s not in self.ledgers]
+        if not missing:
+            return
+        loaded: dict[Source, SourceLedger] = {}
+        fresh: list[Source] = []
+        for source in missing:
+            raw = self.table.data.get(ledger_key(source))
+            if raw is None:
+                fresh.append(source)
+            else:
+                loaded[source] = SourceLedger.from_state(orjson.loads(raw))
+        consumer = AIOKafkaConsumer(**client_options(self.settings), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t, p in self.destinations]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            for source in fresh:
+                # Nothing of this app id was written before: the tails start now. Saved
+                # at once, so a crash in the first batch rebuilds from here.
+                ledger = SourceLedger(out={(tp.topic, tp.partition): e for tp, e in ends.items()})
+                loaded[source] = ledger
+                self._save(source, ledger)
+            if fresh:
+                await self.app.producer.flush()
+            starts = {
+                tp: min(ledger.out.get((tp.topic, tp.partition), 0) for ledger in loaded.values())
+                for tp in tps
+            }
+            found: list[tuple[Destination, bytes | None, int]] = []
+            for tp in tps:
+                if starts[tp] >= ends[tp]:
+                    continue
+                consumer.seek(tp, starts[tp])
+                while await consumer.position(tp) < ends[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=1000)
+                    for record in batch.get(tp, []):
+                        header = dict(record.headers or ()).get("es-source")
+                        found.append(((tp.topic, tp.partition), header, record.offset))
+        finally:
+            await consumer.stop()
+        for source, ledger in loaded.items():
+            rebuild(
+                ledger,
+                source,
+                ((d, header) for d, header, offset in found if offset >= ledger.out.get(d, 0)),
+            )
+            self.ledgers[source] = ledger
+
+    def _save(self, source: Source, ledger: SourceLedger) -> None:
+        key, value = ledger_key(source), orjson.dumps(ledger.to_state())
+        self.table.data[key] = value
+        self.table.send_changelog(source[1], key, value)
+
+    def revoke(self, tps: set[Any]) -> None:
+        """Forget the ledgers of partitions this worker no longer owns."""
+        for tp in tps:
+            self.ledgers.pop((tp.topic, tp.partition), None)
+
+    async def process(self, events: list[faust.EventT]) -> None:
+        """Route a batch of raw messages."""
+        by_source: dict[Source, list[Any]] = {}
+        for inbound in events:
+            message = inbound.message
+            by_source.setdefault((message.topic, message.partition), []).append(message)
+        await self._ensure(set(by_source))
+        producer = self.app.producer
+        names = self.names
+        dead_partitions = self.partitions[names.dead_letter]
+        pending: list[tuple[Source, Destination, Any]] = []
+        now = time.time()
+        for source, messages in by_source.items():
+            ledger = self.ledgers[source]
+            routed: list[RoutedEvent] = []
+            letters: list[tuple[Destination, DeadLetter]] = []
+            top = ledger.last
+            for message in messages:
+                offset = message.offset
+                if offset <= ledger.last:
+                    continue  # routed and saved before a restart
+                top = max(top, offset)
+                self.counters.messages_in[message.topic] += 1
+                stamp = message.timestamp
+                result = self.router.route(
+                    Inbound(
+                        message.topic,
+                        message.partition,
+                        offset,
+                        message.value,
+                        message.headers or (),
+                        int(stamp * 1000) if stamp and stamp > 0 else None,
+                    )
+                )
+                for event in result.events:
+                    topic = names.typed[event.event_type]
+                    where = (topic, partition_for(event.key.encode(), self.partitions[topic]))
+                    if ledger.needs(offset, where):
+                        routed.append(event)
+                for letter in result.dead_letters:
+                    where = (names.dead_letter, partition_for(letter.id.encode(), dead_partitions))
+                    if ledger.needs(offset, where):
+                        letters.append((where, letter))
+            for out in pack(routed, names.typed, self.partitions, self.settings.output_batch_bytes):
+                headers = [source_header(*source, out.source_offset)]
+                future = await producer.send(
+                    out.topic, out.key, out.value, out.partition, None, headers
+                )
+                pending.append((source, (out.topic, out.partition), future))
+                self.counters.messages_out[out.topic] += 1
+            for event in routed:
+                self.counters.events_routed[event.event_type] += 1
+            for where, letter in letters:
+                future = await producer.send(
+                    where[0],
+                    letter.id.encode(),
+                    orjson.dumps(letter.to_record(now)),
+                    where[1],
+                    None,
+                    [source_header(*source, letter.source.offset)],
+                )
+                pending.append((source, where, future))
+                self.counters.dead_letters[letter.reason] += 1
+            ledger.routed_through(top)
+        results = await asyncio.gather(*(future for _, _, future in pending))
+        for (source, destination, _), result in zip(pending, results, strict=True):
+            self.ledgers[source].acknowledged(destination, result.offset + 1)
+        for source in by_source:
+            self._save(source, self.ledgers[source])
 
 
 def register_router(
@@ -24,10 +203,23 @@ def register_router(
     router: Router,
     partitions: dict[str, int],
     counters: RouterCounters,
-) -> None:
-    """Add the router agent to `app`. `partitions` maps each typed topic to its
-    partition count as the cluster has it."""
+) -> RouterProcessor:
+    """Add the router agent and its ledger table to `app`. `partitions` maps each
+    output topic to its partition count as the cluster has it."""
     names: TopicNames = router.names
+    table = cast(
+        faust.Table,
+        app.Table(
+            "router-ledger",
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            help="Per source partition: what the router has written where.",
+        ),
+    )
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    processor = RouterProcessor(app, settings, router, partitions, counters, table)
     source = app.topic(
         *names.inputs(),
         key_type=bytes,
@@ -38,44 +230,14 @@ def register_router(
 
     @app.agent(source, name=f"{settings.app_id}.router")
     async def route(stream: faust.StreamT[Any]) -> None:
-        producer = app.producer
         # take_events is on faust's Stream, not on its StreamT protocol.
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.router_take, within=settings.router_take_within_s
         ):
-            routed: list[RoutedEvent] = []
-            dead = []
-            for event in events:
-                message = event.message
-                counters.messages_in[message.topic] += 1
-                stamp = message.timestamp
-                result = router.route(
-                    Inbound(
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                        message.value,
-                        message.headers or (),
-                        int(stamp * 1000) if stamp and stamp > 0 else None,
-                    )
-                )
-                routed.extend(result.events)
-                dead.extend(result.dead_letters)
-            # Sends are queued in the producer; Faust flushes it before it commits
-            # the offsets of these events, so nothing is committed unsent.
-            for out in pack(routed, names.typed, partitions, settings.output_batch_bytes):
-                await producer.send(out.topic, out.key, out.value, out.partition, None, None)
-                counters.messages_out[out.topic] += 1
-            for event in routed:
-                counters.events_routed[event.event_type] += 1
-            now = time.time()
-            for letter in dead:
-                await producer.send(
-                    names.dead_letter,
-                    letter.id.encode(),
-                    orjson.dumps(letter.to_record(now)),
-                    None,
-                    None,
-                    None,
-                )
-                counters.dead_letters[letter.reason] += 1
+            await or_exit(processor.process(events), "routing")
+
+    def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        processor.revoke(revoked)
+
+    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+    return processor
