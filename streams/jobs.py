@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MAX_EPOCH_MS = 2**63 - 1
+"""Largest ``*_at_ms`` a record can hold (a signed 64-bit JSON integer)."""
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -316,7 +318,12 @@ def _timestamp_ms(command: Mapping[str, Any]) -> int:
         raise TransitionError(
             "invalid_command", f"timestamp must be a number of epoch seconds >= 0, got {ts!r}"
         )
-    return round(ts * 1000)
+    ms = ts * 1000
+    if ms > MAX_EPOCH_MS:  # also inf: the record (JSON, 64-bit integers) could not hold it
+        raise TransitionError(
+            "invalid_command", f"timestamp {ts!r} is out of range (epoch ms must fit 64 bits)"
+        )
+    return round(ms)
 
 
 def _optional_str(command: Mapping[str, Any], key: str) -> str | None:

@@ -107,9 +107,17 @@ def iso8601_ms(ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
 
 
+MAX_EPOCH_MS = 2**63 - 1
+"""Largest time a record can hold (a signed 64-bit JSON integer)."""
+
+
 def to_ms(timestamp: float) -> int:
-    """Epoch seconds (an event's ``timestamp``) as integer epoch milliseconds."""
-    return round(timestamp * 1000)
+    """Epoch seconds (an event's ``timestamp``) as integer epoch milliseconds;
+    ``ValueError`` when they do not fit 64 bits (the record could not be stored)."""
+    ms = timestamp * 1000
+    if ms > MAX_EPOCH_MS:  # also inf
+        raise ValueError(f"timestamp {timestamp!r} is out of range (epoch ms must fit 64 bits)")
+    return round(ms)
 
 
 # ---- field checks shared by apply() and from_json() ---------------------------------
@@ -362,6 +370,9 @@ class Session:
             model_id = _str(event, "model_id", what)
             version = _str(event, "version", what)
             latency_ms = _num(event, "latency_ms", what)
+            if self.is_active and not math.isfinite(self.total_latency_ms + latency_ms):
+                # The totals would be inf: no JSON record (nor view, nor export) holds that.
+                raise ValueError(f"{what} latency_ms {latency_ms!r} overflows the total latency")
             if self._accept(at_ms):
                 self._record_inference(model_id, version, latency_ms, at_ms)
         elif kind == "error_recorded":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -11,6 +12,8 @@ from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_k
 from streams.sessions import Session
 from streams.settings import Settings
 from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 5.0
 
@@ -48,7 +51,12 @@ def register_sessions(
         now_ms = int(time.time() * 1000)
         async with state.lock:
             for record in state.records():
-                session = Session.from_json(record)
+                try:
+                    session = Session.from_json(record)
+                except ValueError as exc:  # a bad record must not stop the worker
+                    log.warning("session %s not checked for idling: %s",
+                                record.get("session_id"), exc)
+                    continue
                 if session.idle_expire(now_ms, timeout_ms):
                     state.put(session.session_id, session.to_json())
             state.save({})

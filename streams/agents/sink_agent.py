@@ -12,6 +12,7 @@ opened, so the same event published twice is written once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -49,13 +50,13 @@ class ChannelSink:
         # One observation per partition flush: the append, fsync and checkpoint replace.
         self.flush_seconds = Histogram()
 
-    async def _open(self, partition: int) -> PartitionFile:
+    async def _open(self, partition: int, wait_s: float = LOCK_WAIT_S) -> PartitionFile:
         found = self.files.get(partition)
         if found is not None:
             return found
         part = PartitionFile(self.directory, self.config, partition)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + LOCK_WAIT_S
+        deadline = loop.time() + wait_s
         while True:
             try:
                 await asyncio.to_thread(part.open)
@@ -107,10 +108,13 @@ class ChannelSink:
                     seen |= fresh
 
     async def open_all(self, partitions: Iterable[int]) -> None:
-        """Open the files of `partitions`, recovering them to their checkpoints."""
+        """Open the files of `partitions`, recovering them to their checkpoints. Runs
+        inside the rebalance, so it never waits for a lock: a partition whose previous
+        owner still holds it is opened by its next write instead."""
         async with self.lock:
             for partition in partitions:
-                await self._open(partition)
+                with contextlib.suppress(PartitionLocked):
+                    await self._open(partition, wait_s=0.0)
 
     async def close(self, partitions: Iterable[int] | None = None) -> None:
         """Close (and unlock) the files of `partitions` (all when None)."""
