@@ -29,7 +29,9 @@ kafka-down:  ## stop the local Kafka broker
 kafka-status:  ## is the local broker running?
 	@ops/kafka/kafka.sh status
 
-run: $(STAMP) kafka-up  ## the demo: local broker, a worker, a synthetic fleet, a live summary
+run: $(STAMP)  ## the demo: local broker, a worker, a synthetic fleet, a live summary
+	@if [[ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then \
+	  export "$$(ops/kafka/kafka.sh start | tail -n 1)"; fi; \
 	$(VENV)/bin/enginestream demo
 
 worker: $(STAMP)  ## run one worker against KAFKA_BOOTSTRAP_SERVERS
