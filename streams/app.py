@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from streams import fastlane
 from streams.settings import Settings
 
 # Large enough for router output batches and oversized inputs that must be read
@@ -17,7 +18,7 @@ def create_app(settings: Settings) -> faust.App:
     credentials = None
     if settings.security_protocol != "PLAINTEXT":
         credentials = _credentials(settings)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=brokers,
         broker_credentials=credentials,
@@ -39,6 +40,11 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
+    # The consumer without faust's per-message wait_first (see streams.fastlane), and
+    # the root logger kept at our level (faust.Worker sets it to DEBUG).
+    fastlane.install(app)
+    fastlane.keep_root_log_level(app, settings.log_level)
+    return app
 
 
 def _credentials(settings: Settings) -> faust.auth.Credentials:

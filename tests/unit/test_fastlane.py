@@ -1,0 +1,359 @@
+"""streams.fastlane without a broker: the bulk buffer, the bulk topic's delivery, the
+acks (only after the handler returned, none when it raised), the stale-message
+filter, and the consumer's fetch loop (direct delivery unless the flow is suspended,
+and nothing else changed from faust's loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import gc
+import inspect
+import logging
+import re
+import textwrap
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import faust
+import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+from streams import fastlane
+from streams.fastlane import BulkBuffer, BulkConsumer, BulkTopic, FastDrainConsumer
+
+TOPIC = "t.engine.executions"
+
+
+def message(
+    offset: int, partition: int = 0, generation: int = 0, value: bytes = b"{}"
+) -> ConsumerMessage:
+    return ConsumerMessage(
+        TOPIC, partition, offset, 0.0, 0, None, b"k", value, None,
+        tp=TP(TOPIC, partition), generation_id=generation,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def app() -> Iterator[faust.App]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = faust.App("fastlane-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    fastlane.install(app)
+    yield app
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+def test_buffer_takes_batches_in_order_and_reports_full() -> None:
+    buffer = BulkBuffer(batch=2, batch_bytes=10_000)
+    assert buffer.empty() and not buffer.full()
+    for i in range(8):
+        buffer.put_nowait_enhanced(message(i))
+    assert buffer.full() and len(buffer) == 8  # four batches
+    assert [m.offset for m in buffer.take()] == [0, 1]
+    assert not buffer.full()
+    assert [m.offset for m in buffer.take()] == [2, 3]
+    assert len(buffer) == 4 and buffer.bytes == 4 * len(b"{}")
+
+
+def test_buffer_batches_are_bounded_in_bytes_too() -> None:
+    buffer = BulkBuffer(batch=100, batch_bytes=10)
+    for i in range(5):
+        buffer.put_nowait_enhanced(message(i, value=b"x" * 4))
+    assert [m.offset for m in buffer.take()] == [0, 1]  # 8 bytes; a third would be 12
+    assert buffer.bytes == 12
+    big = BulkBuffer(batch=100, batch_bytes=10)
+    big.put_nowait_enhanced(message(0, value=b"x" * 50))
+    big.put_nowait_enhanced(message(1, value=b"x" * 50))
+    assert big.full()  # 100 bytes: four batches' worth
+    assert [m.offset for m in big.take()] == [0]  # at least one message
+    assert big.full()  # still 50 bytes
+    assert [m.offset for m in big.take()] == [1]
+    assert not big.full() and big.bytes == 0
+
+
+def test_buffer_put_waits_for_room_and_clear_releases() -> None:
+    async def scenario() -> list[int]:
+        buffer = BulkBuffer(batch=1, batch_bytes=10_000)
+        for i in range(4):
+            buffer.put_nowait_enhanced(message(i))
+        waiting = asyncio.ensure_future(buffer.put(message(4)))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # full: the conductor waits
+        taken = [m.offset for m in buffer.take()]
+        await asyncio.wait_for(waiting, 1)
+        while buffer.messages:
+            taken += [m.offset for m in buffer.take()]
+        return taken
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+
+
+def test_buffer_wait_returns_on_a_full_batch_or_after_within() -> None:
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        buffer = BulkBuffer(batch=3, batch_bytes=10_000)
+        buffer.put_nowait_enhanced(message(0))
+        started = loop.time()
+        await buffer.wait(0.2)  # one message: waits for `within`
+        partial = loop.time() - started
+        buffer.take()
+        for i in range(3):
+            buffer.put_nowait_enhanced(message(i))
+        started = loop.time()
+        await buffer.wait(5.0)  # a full batch: at once
+        return partial, loop.time() - started
+
+    partial, full = asyncio.run(scenario())
+    assert 0.15 <= partial < 2.0
+    assert full < 0.1
+
+
+def test_bulk_topic_delivers_the_raw_message(app: faust.App) -> None:
+    buffer = BulkBuffer(batch=5, batch_bytes=10_000)
+    topic = BulkTopic(app, [TOPIC], buffer)
+    msg = message(7)
+    assert asyncio.get_event_loop().run_until_complete(topic.decode(msg)) is msg
+    assert topic.queue is buffer
+    # Never the key/value type pair of an ordinary topic: the conductor must not hand
+    # this topic's raw message to another channel of the same topic as its event.
+    plain = app.topic(TOPIC, key_type=bytes, value_type=bytes)
+    assert (topic.key_type, topic.value_type) != (plain.key_type, plain.value_type)
+
+
+def _bulk(app: faust.App, handler: Any) -> BulkConsumer:
+    bulk = BulkConsumer(app, [TOPIC], handler, max_batch=10, within_s=0.0, name="test")
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(app.topics._update_indices())  # as at subscription
+    assert app.topics.acks_enabled_for(TOPIC)
+    return bulk
+
+
+def test_acks_only_after_the_handler_returned(app: faust.App) -> None:
+    consumer = app.consumer
+    seen_unacked: list[int] = []
+
+    async def handler(messages: list[Any]) -> None:
+        await asyncio.sleep(0)
+        # In flight: tracked (a rebalance waits for them), not yet acked.
+        seen_unacked.extend(m.offset for m in messages if m in consumer.unacked)
+        assert not any(m.acked for m in messages)
+
+    bulk = _bulk(app, handler)
+    batch = [message(i) for i in range(3)]
+    for m in batch:
+        m.incref()  # as the conductor does for each channel
+    asyncio.get_event_loop().run_until_complete(bulk.deliver(batch))
+    assert seen_unacked == [0, 1, 2]
+    assert all(m.acked for m in batch)
+    assert not consumer.unacked
+    assert consumer._acked[TP(TOPIC, 0)] == [0, 1, 2]
+    assert bulk.messages == 3 and bulk.batches == 1
+
+
+def test_a_failed_batch_is_not_acked(app: faust.App) -> None:
+    async def handler(messages: list[Any]) -> None:
+        raise ValueError("boom")
+
+    bulk = _bulk(app, handler)
+    batch = [message(i) for i in range(3)]
+    for m in batch:
+        m.incref()
+    asyncio.get_event_loop().run_until_complete(bulk.deliver(batch))
+    assert not any(m.acked for m in batch)
+    assert not app.consumer._acked[TP(TOPIC, 0)]
+    assert not app.consumer.unacked  # untracked: nothing waits for them forever
+    assert bulk.failed_batches == 1
+
+
+def test_a_message_shared_with_another_channel_is_acked_by_the_last_one(
+    app: faust.App,
+) -> None:
+    async def handler(messages: list[Any]) -> None:
+        return None
+
+    bulk = _bulk(app, handler)
+    shared = message(0)
+    shared.incref(2)  # delivered to this channel and to an ordinary agent's
+    asyncio.get_event_loop().run_until_complete(bulk.deliver([shared]))
+    assert not shared.acked  # the other channel has not acked it yet
+    assert shared.ack(app.consumer)
+    assert app.consumer._acked[TP(TOPIC, 0)] == [0]
+
+
+def test_messages_from_before_a_rebalance_are_dropped(app: faust.App) -> None:
+    bulk = _bulk(app, lambda messages: None)
+    app.flow_control.resume()  # as after an assignment
+    app.consumer_generation_id = 2
+    fresh, stale = message(1, generation=2), message(0, generation=1)
+    assert bulk._current([stale, fresh]) == [fresh]
+    assert bulk.stale_dropped == 1
+    app.flow_control.suspend()
+    assert bulk._current([fresh]) == []
+
+
+def test_install_makes_the_app_consume_with_the_fast_consumer(app: faust.App) -> None:
+    assert isinstance(app.consumer, FastDrainConsumer)
+
+
+class _Fetcher:
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+
+
+def _drain(app: faust.App, suspended: bool) -> tuple[list[int], list[str], dict[Any, Any]]:
+    consumer = app.consumer
+    delivered: list[int] = []
+    how: list[str] = []
+    fetcher = _Fetcher()
+
+    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        for i in range(3):
+            yield TP(TOPIC, 0), message(i)
+        fetcher._stopped.set()  # one round only
+
+    async def callback(msg: Any) -> None:
+        delivered.append(msg.offset)
+
+    async def wait_first(*coros: Any, **kwargs: Any) -> None:
+        how.append("wait_first")
+        await coros[0]
+        coros[1].close()
+
+    consumer.getmany = getmany  # type: ignore[method-assign]
+    consumer.callback = callback
+    consumer.wait_first = wait_first  # type: ignore[method-assign]
+    if suspended:
+        consumer.suspend_flow.set()
+    asyncio.get_event_loop().run_until_complete(
+        consumer._drain_messages(fetcher)  # type: ignore[arg-type]
+    )
+    return delivered, how, dict(consumer._read_offset)
+
+
+def test_drain_delivers_directly_while_the_flow_runs(app: faust.App) -> None:
+    delivered, how, offsets = _drain(app, suspended=False)
+    assert delivered == [0, 1, 2]
+    assert how == []
+    assert offsets[TP(TOPIC, 0)] == 2
+
+
+def test_drain_uses_faust_wait_first_when_the_flow_is_suspended(app: faust.App) -> None:
+    delivered, how, _ = _drain(app, suspended=True)
+    assert delivered == [0, 1, 2]
+    assert how == ["wait_first"] * 3
+
+
+def _code_lines(function: Any) -> list[str]:
+    source = textwrap.dedent(inspect.getsource(function))
+    lines = []
+    for line in source.splitlines():
+        line = re.sub(r"\s+#.*$", "", line).rstrip()
+        if line.strip() and not line.strip().startswith("#"):
+            lines.append(line.strip())
+    return lines
+
+
+def test_drain_loop_differs_from_faust_only_where_intended() -> None:
+    """If faust's loop changes (an upgrade), this fails: re-derive the patch."""
+    ours = _code_lines(FastDrainConsumer._drain_messages)
+    theirs = _code_lines(FaustConsumer._drain_messages)
+    changed = [
+        line
+        for line in difflib.unified_diff(theirs, ours, lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert sorted(changed) == sorted(
+        [
+            # one delivery: direct unless the flow is suspended
+            "-await self.wait_first(",
+            "-callback(message), self.suspend_flow.wait()",
+            "-)",
+            "+if suspended():",
+            "+await self.wait_first(callback(message), self.suspend_flow.wait())",
+            "+else:",
+            "+await callback(message)",
+            # a local for the check above
+            "+suspended = self.suspend_flow.is_set",
+            # the same code, formatted differently
+            "-ait = cast(AsyncIterator, getmany(timeout=1.0))",
+            "+ait = getmany(timeout=1.0)",
+            "-if commit_every is not None:",
+            "-if self._n_acked >= commit_every:",
+            "+if commit_every is not None and self._n_acked >= commit_every:",
+        ]
+    ), changed
+
+
+def test_no_reference_to_a_delivered_batch_outlives_it(app: faust.App) -> None:
+    """A message another channel never acks (a rebalance cleared its queue) leaves
+    faust's in-flight WeakSet only as garbage: the drainer must not keep it alive."""
+
+    async def handler(messages: list[Any]) -> None:
+        return None
+
+    bulk = _bulk(app, handler)
+    app.flow_control.resume()
+    shared = message(0)
+    shared.incref(2)  # this channel's share and another's, which never acks
+    app.consumer.unacked.add(shared)  # tracked by the other channel's stream
+    ref = weakref.ref(shared)
+    bulk.buffer.put_nowait_enhanced(shared)
+    del shared
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(bulk._run())
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if bulk.batches:
+                break
+        gc.collect()
+        assert ref() is None, gc.get_referrers(ref())
+        assert not app.consumer.unacked
+        task.cancel()
+
+    asyncio.get_event_loop().run_until_complete(scenario())
+    assert bulk.batches == 1
+
+
+def test_root_logger_is_put_back_at_the_worker_level(app: faust.App) -> None:
+    """faust.Worker leaves the root logger at DEBUG (for its spinner)."""
+    fastlane.keep_root_log_level(app, "warning")
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        loop = asyncio.get_event_loop()
+        for task in app._app_tasks:
+            loop.run_until_complete(task())
+        assert root.level == logging.WARNING
+    finally:
+        root.setLevel(before)
+
+
+def test_buffer_wait_goes_on_while_a_backlog_is_being_delivered() -> None:
+    async def scenario() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        buffer = BulkBuffer(batch=80, batch_bytes=10**9)
+        buffer.put_nowait_enhanced(message(0))
+
+        async def feed() -> None:  # 20 messages (a quarter batch) every 20 ms
+            for i in range(1, 200):
+                buffer.put_nowait_enhanced(message(i))
+                if i % 20 == 0:
+                    await asyncio.sleep(0.02)
+
+        feeder = asyncio.ensure_future(feed())
+        started = loop.time()
+        await buffer.wait(0.05)  # 50 ms is less than a full batch, but it keeps coming
+        waited = loop.time() - started
+        feeder.cancel()
+        return len(buffer), waited
+
+    size, waited = asyncio.run(scenario())
+    assert size >= 80
+    assert waited < 1.0
