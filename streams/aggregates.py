@@ -29,28 +29,28 @@ def _min_max_state(count: int, lo: float, hi: float) -> tuple[float | None, floa
     return (lo, hi) if count else (None, None)
 
 
-def _latency_summary(
-    count: int, total: ExactSum, lo: float, hi: float, sketch: QuantileSketch
-) -> dict[str, float]:
+def _add_latency_summary(
+    out: dict[str, Any],
+    count: int,
+    total: ExactSum,
+    lo: float,
+    hi: float,
+    sketch: QuantileSketch,
+) -> None:
+    """Set the ``latency_*`` fields of a result, in their order, into ``out``."""
     if not count:
-        return {
-            "latency_min_ms": 0.0,
-            "latency_max_ms": 0.0,
-            "latency_avg_ms": 0.0,
-            "latency_p50_ms": 0.0,
-            "latency_p95_ms": 0.0,
-            "latency_p99_ms": 0.0,
-        }
+        out["latency_min_ms"] = out["latency_max_ms"] = out["latency_avg_ms"] = 0.0
+        out["latency_p50_ms"] = out["latency_p95_ms"] = out["latency_p99_ms"] = 0.0
+        return
     flo, fhi = float(lo), float(hi)
-    p50, p95, p99 = (min(max(p, flo), fhi) for p in sketch.quantiles(_PCTS))
-    return {
-        "latency_min_ms": flo,
-        "latency_max_ms": fhi,
-        "latency_avg_ms": total.value / count,
-        "latency_p50_ms": p50,
-        "latency_p95_ms": p95,
-        "latency_p99_ms": p99,
-    }
+    p50, p95, p99 = sketch.quantiles(_PCTS)
+    out["latency_min_ms"] = flo
+    out["latency_max_ms"] = fhi
+    out["latency_avg_ms"] = total.value / count
+    # Clamped into [min, max]: only ever closer to the exact percentile.
+    out["latency_p50_ms"] = flo if p50 < flo else fhi if p50 > fhi else p50
+    out["latency_p95_ms"] = flo if p95 < flo else fhi if p95 > fhi else p95
+    out["latency_p99_ms"] = flo if p99 < flo else fhi if p99 > fhi else p99
 
 
 def _bad(name: str, value: Any) -> ValueError:
@@ -159,10 +159,8 @@ class ExecutionStats:
             "success_count": self.success_count,
             "success_rate": self.success_count / n if n else 0.0,
         }
-        out.update(
-            _latency_summary(
-                n, self.latency, self.latency_min, self.latency_max, self.latency_sketch
-            )
+        _add_latency_summary(
+            out, n, self.latency, self.latency_min, self.latency_max, self.latency_sketch
         )
         qn, mn, cn = self.quality_count, self.memory_count, self.cpu_count
         out["quality_score_mean"] = self.quality.value / qn if qn else None
@@ -304,10 +302,8 @@ class RequestStats:
             "status_4xx": self.status_4xx,
             "status_5xx": self.status_5xx,
         }
-        out.update(
-            _latency_summary(
-                self.count, self.latency, self.latency_min, self.latency_max, self.latency_sketch
-            )
+        _add_latency_summary(
+            out, self.count, self.latency, self.latency_min, self.latency_max, self.latency_sketch
         )
         return out
 

@@ -10,10 +10,10 @@ Pure Python, no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections.abc import Iterable, Sequence
-from fractions import Fraction
 from typing import Any
 
 __all__ = ["MIN_VALUE", "ExactSum", "QuantileSketch"]
@@ -25,11 +25,20 @@ _INF = math.inf
 _FLOAT_MAX = sys.float_info.max
 _log = math.log
 _ceil = math.ceil
+_FOLD_AT = 256  # terms an ExactSum holds before it folds them (a float object is ~32 bytes)
+# (gamma, 1 / log(gamma), 2 / (gamma + 1)) by relative accuracy: one per configuration.
+_PARAMS: dict[float, tuple[float, float, float]] = {}
 
 
-def _digits(n: int) -> int:
-    """Characters of ``n`` in JSON (``str(n)``), plus one for the separating comma."""
-    return len(str(n)) + 1
+def _params(relative_accuracy: float) -> tuple[float, float, float]:
+    """Checked and cached ``(gamma, 1 / log(gamma), 2 / (gamma + 1))`` of an accuracy."""
+    if not 0.0 < relative_accuracy < 1.0:
+        raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
+    gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
+    params = (gamma, 1.0 / math.log(gamma), 2.0 / (gamma + 1.0))
+    if len(_PARAMS) < 64:  # bounded: accuracies come from configuration and state
+        _PARAMS[relative_accuracy] = params
+    return params
 
 
 class QuantileSketch:
@@ -55,13 +64,11 @@ class QuantileSketch:
 
     def __init__(self, relative_accuracy: float = 0.005) -> None:
         """An empty sketch whose quantiles are within ``relative_accuracy`` (0 < a < 1)."""
-        if not 0.0 < relative_accuracy < 1.0:
-            raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
+        params = _PARAMS.get(relative_accuracy)
+        if params is None:
+            params = _params(relative_accuracy)
         self.relative_accuracy = relative_accuracy
-        gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
-        self._gamma = gamma
-        self._mult = 1.0 / math.log(gamma)
-        self._rep = 2.0 / (gamma + 1.0)
+        self._gamma, self._mult, self._rep = params
         self._bins: dict[int, int] = {}
         self._zero = 0
         self._count = 0
@@ -70,14 +77,14 @@ class QuantileSketch:
 
     def add(self, x: float) -> None:
         """Count one value ``x >= 0``; raises ``ValueError`` (and counts nothing) otherwise."""
-        if x > MIN_VALUE:
-            if x == _INF:
-                raise ValueError("cannot add an infinite value to a QuantileSketch")
+        if MIN_VALUE < x < _INF:
             i = _ceil(_log(x) * self._mult)
             bins = self._bins
             bins[i] = bins.get(i, 0) + 1
-        elif x >= 0.0:
+        elif 0.0 <= x <= MIN_VALUE:
             self._zero += 1
+        elif x == _INF:
+            raise ValueError("cannot add an infinite value to a QuantileSketch")
         else:  # negative, -inf or NaN
             raise ValueError(f"QuantileSketch takes values >= 0, got {x!r}")
         self._count += 1
@@ -109,21 +116,25 @@ class QuantileSketch:
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"quantile q must be in [0, 1], got {q!r}")
             ranks.append(int(q * (n - 1)))
-        order = sorted(range(len(ranks)), key=ranks.__getitem__)
-        out = [0.0] * len(ranks)
-        pending = iter(order)
-        j = next(pending, None)
+        m = len(ranks)
+        order = sorted(range(m), key=ranks.__getitem__)
+        out = [0.0] * m
+        k = 0
         cum = self._zero
-        while j is not None and ranks[j] < cum:  # answered by the zero bucket
-            j = next(pending, None)
-        if j is not None:
-            for i in sorted(self._bins):
-                cum += self._bins[i]
-                while j is not None and ranks[j] < cum:
-                    out[j] = self._representative(i)
-                    j = next(pending, None)
-                if j is None:
-                    break
+        while k < m and ranks[order[k]] < cum:  # answered by the zero bucket
+            k += 1
+        if k < m:
+            # Every rank is below n, the final cumulative count: the loop ends in here.
+            bins = self._bins
+            for i in sorted(bins):
+                cum += bins[i]
+                if ranks[order[k]] < cum:
+                    rep = self._representative(i)
+                    while ranks[order[k]] < cum:
+                        out[order[k]] = rep
+                        k += 1
+                        if k == m:
+                            return out
         return out
 
     @property
@@ -177,25 +188,31 @@ class QuantileSketch:
         each gap is the index distance to the previous non-empty bucket), whichever is shorter
         as JSON. Equal sketches give identical states.
         """
-        state: dict[str, Any] = {"a": self.relative_accuracy, "z": self._zero}
         bins = self._bins
         if not bins:
-            return state
+            return {"a": self.relative_accuracy, "z": self._zero}
         idx = sorted(bins)
         lo = idx[0]
-        state["o"] = lo
-        empties = idx[-1] - lo + 1 - len(idx)
-        # Dense spends "0," per empty bucket; sparse spends "gap," per non-empty one but the first.
-        sparse_extra = sum(_digits(idx[k] - idx[k - 1]) for k in range(1, len(idx)))
-        if sparse_extra < 2 * empties:
-            s: list[int] = [bins[lo]]
-            for k in range(1, len(idx)):
-                s.append(idx[k] - idx[k - 1])
-                s.append(bins[idx[k]])
-            state["s"] = s
-        else:
-            state["c"] = [bins.get(i, 0) for i in range(lo, idx[-1] + 1)]
-        return state
+        hi = idx[-1]
+        gaps = len(idx) - 1
+        empties = hi - lo - gaps
+        # Dense spends "0," per empty bucket; sparse spends "gap," per non-empty one but the
+        # first, at least two characters each: so dense wins outright when gaps >= empties.
+        if gaps < empties:
+            s = [bins[lo]]
+            extra = 0  # sparse's characters for the gaps
+            prev = lo
+            for i in idx[1:]:
+                gap = i - prev
+                extra += len(str(gap)) + 1
+                s.append(gap)
+                s.append(bins[i])
+                prev = i
+            if extra < 2 * empties:
+                return {"a": self.relative_accuracy, "z": self._zero, "o": lo, "s": s}
+        get = bins.get
+        dense = [get(i, 0) for i in range(lo, hi + 1)] if empties else [bins[i] for i in idx]
+        return {"a": self.relative_accuracy, "z": self._zero, "o": lo, "c": dense}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> QuantileSketch:
@@ -248,54 +265,59 @@ def _check_count(c: Any) -> None:
 class ExactSum:
     """Order-independent exact sum of floats (Shewchuk's algorithm, as in ``math.fsum``).
 
-    Keeps a short list of non-overlapping partials whose exact (infinite-precision) sum is
-    the exact sum of every value added. ``value`` is ``math.fsum(partials)``, the correctly
-    rounded exact sum, so it equals ``math.fsum(all values)`` whatever the order of ``add``
-    calls and however the values were split between merged instances. ``to_state`` is
-    canonical: equal exact sums give identical states.
+    Keeps a list of floats whose exact (infinite-precision) sum is the exact sum of every
+    value added: the values themselves as they come, folded now and then (and whenever the
+    state is read) into the canonical form — the shortest list of non-overlapping floats,
+    largest first, each the correctly rounded remainder of the ones before it. ``value``
+    is the correctly rounded exact sum, so it equals ``math.fsum(all values)`` whatever the
+    order of ``add`` calls and however the values were split between merged instances.
+    ``to_state`` is canonical: equal exact sums give identical states.
 
-    NaN and infinite values raise ``ValueError``.
+    NaN and infinite values raise ``ValueError``. A sum whose exact value (or a running
+    total on the way to it) does not fit in a float raises ``OverflowError`` when read.
     """
 
-    __slots__ = ("_partials",)
+    __slots__ = ("_canon", "_terms")
 
     def __init__(self, values: Iterable[float] = ()) -> None:
         """An exact sum of ``values`` (empty by default)."""
-        self._partials: list[float] = []
+        self._terms: list[float] = []
+        # len(_terms) right after the last fold: _terms is canonical while it is unchanged.
+        self._canon = 0
         for x in values:
             self.add(x)
 
     def add(self, x: float) -> None:
-        """Add ``x`` exactly; raises ``ValueError`` for NaN or infinities."""
+        """Add ``x`` exactly; raises ``ValueError`` (and adds nothing) for NaN or infinities."""
         if not -_INF < x < _INF:
             raise ValueError(f"ExactSum takes finite values, got {x!r}")
-        partials = self._partials
-        i = 0
-        for y in partials:
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo:
-                partials[i] = lo
-                i += 1
-            x = hi
-        partials[i:] = [x]
+        terms = self._terms
+        terms.append(x)
+        # Appending is all the hot path does; folding in C (math.fsum) every so often
+        # keeps the memory bounded at a fraction of the cost of a Python loop per value.
+        if len(terms) > _FOLD_AT:
+            self._fold_quietly()
 
     def merge(self, other: ExactSum) -> None:
         """Add ``other``'s exact sum to this one (in place)."""
-        for p in list(other._partials):
-            self.add(p)
+        terms = self._terms
+        terms.extend(other._terms)  # list.extend copies first when other is self
+        if len(terms) > _FOLD_AT:
+            self._fold_quietly()
 
     @property
     def value(self) -> float:
         """The exact sum, correctly rounded to a float (0.0 when empty)."""
-        return math.fsum(self._partials)
+        terms = self._terms
+        if len(terms) == self._canon:
+            return terms[0] if terms else 0.0
+        return math.fsum(terms)
 
     def copy(self) -> ExactSum:
         """An independent copy."""
-        new = ExactSum()
-        new._partials = list(self._partials)
+        new = ExactSum.__new__(ExactSum)
+        new._terms = list(self._terms)
+        new._canon = self._canon
         return new
 
     def to_state(self) -> list[float]:
@@ -304,14 +326,7 @@ class ExactSum:
         The first element is ``value``; each next one is the correctly rounded remainder, so
         the list is short (usually 0-2 floats) and depends only on the exact sum.
         """
-        work = list(self._partials)
-        out: list[float] = []
-        while True:
-            h = math.fsum(work)
-            if h == 0.0:
-                return out
-            out.append(h)
-            work.append(-h)
+        return list(self._fold())
 
     @classmethod
     def from_state(cls, state: Iterable[float]) -> ExactSum:
@@ -322,11 +337,36 @@ class ExactSum:
         """Equal exact (not rounded) sums."""
         if not isinstance(other, ExactSum):
             return NotImplemented
-        return sum(map(Fraction, self._partials), Fraction(0)) == sum(
-            map(Fraction, other._partials), Fraction(0)
-        )
+        # The canonical form is unique to the exact sum.
+        return self._fold() == other._fold()
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"ExactSum({self.value!r})"
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _fold(self) -> list[float]:
+        """Replace the terms by the canonical form of their exact sum, and answer it."""
+        terms = self._terms
+        if len(terms) == self._canon:
+            return terms
+        # fsum is exact inside and correctly rounded: each pass takes the next float of
+        # the canonical form off the remainder, until the remainder is exactly zero.
+        h = math.fsum(terms)  # the only pass that can overflow: nothing changed if it does
+        out: list[float] = []
+        while h:
+            out.append(h)
+            terms.append(-h)
+            h = math.fsum(terms)
+        # In place: a new list per fold would be a new long-lived object for the garbage
+        # collector to promote, and full collections would come more often.
+        terms[:] = out
+        self._canon = len(out)
+        return terms
+
+    def _fold_quietly(self) -> None:
+        # From add/merge: an overflowing sum stays unfolded and raises when it is read.
+        with contextlib.suppress(OverflowError):
+            self._fold()

@@ -22,9 +22,9 @@ a crash are not counted twice, whatever part of the state reached the changelog.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,10 @@ def window_start(timestamp: float, size: int) -> int:
     return math.floor(timestamp / size) * size
 
 
+_floor = math.floor  # PartitionWindows.apply computes window_start inline (hot path)
+
+
+@functools.lru_cache(maxsize=4096)  # window bounds repeat across engines and revisions
 def iso(epoch_s: float) -> str:
     """ISO 8601 in UTC with a Z, e.g. 2022-12-02T16:53:20Z."""
     moment = datetime.fromtimestamp(epoch_s, tz=UTC)
@@ -237,15 +241,6 @@ class PartitionWindows:
         expire_at = end + self.config.grace_s + self.config.retention_s
         heapq.heappush(self._expiring, (expire_at, window.key))
 
-    def _keys(self, event: dict[str, Any], timestamp: float) -> Iterator[WindowKey]:
-        engine = event["engine_id"]
-        if self.kind == EXECUTIONS:
-            model = route = ""
-        else:
-            model, route = event["model"], event["route"]
-        for size in self.config.sizes:
-            yield (self.kind, engine, model, route, size, window_start(timestamp, size))
-
     def apply(
         self, position: Position, event: dict[str, Any], now_wall: float, out: Outcome
     ) -> None:
@@ -254,16 +249,28 @@ class PartitionWindows:
         clock = self.clock
         clock.last_event_wall = now_wall
         cfg = self.config
+        grace = cfg.grace_s
+        watermark = clock.watermark
         # An event is taken only while every window it belongs to is retained.
-        smallest_end = window_start(timestamp, self._smallest) + self._smallest
-        if smallest_end + cfg.grace_s + cfg.retention_s <= clock.watermark:
+        smallest = self._smallest
+        smallest_end = _floor(timestamp / smallest) * smallest + smallest
+        if smallest_end + grace + cfg.retention_s <= watermark:
             out.too_late.append((position, event))
             return
-        for key in self._keys(event, timestamp):
-            window = self.windows.get(key)
+        kind = self.kind
+        engine = event["engine_id"]
+        if kind == EXECUTIONS:
+            model = route = ""
+        else:
+            model, route = event["model"], event["route"]
+        windows = self.windows
+        for size in cfg.sizes:
+            start = _floor(timestamp / size) * size
+            key = (kind, engine, model, route, size, start)
+            window = windows.get(key)
             if window is None:
                 window = Window(key, self._stats_cls())
-                self.windows[key] = window
+                windows[key] = window
                 self.deleted.discard(key)
                 self._schedule(window)
             elif position <= window.applied:
@@ -271,7 +278,7 @@ class PartitionWindows:
             window.stats.add(event)
             window.applied = position
             self.dirty.add(key)
-            if window.end + cfg.grace_s <= clock.watermark:
+            if start + size + grace <= watermark:
                 window.late_events += 1
                 window.revision += 1
                 out.emitted.append(window.record())

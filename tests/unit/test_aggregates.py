@@ -298,6 +298,55 @@ def test_execution_state_is_compact() -> None:
     )
 
 
+def test_execution_state_and_result_bytes_are_unchanged() -> None:
+    """Changelogs and records written before keep their exact bytes (key order included)."""
+    s = stats_of(
+        [
+            execution(12.5, True, quality_score=0.1, memory_mb=300.5, cpu_percent=7.3),
+            execution(40.25, False, quality_score=0.2),
+            execution(0, True, cpu_percent=0.1),
+        ]
+    )
+    assert orjson.dumps(s.to_state()) == (
+        b'{"n":3,"ok":2,"lat":[52.75],"lo":0,"hi":40.25,'
+        b'"sk":{"a":0.005,"z":1,"o":253,"s":[1,117,1]},'
+        b'"q":[0.30000000000000004,-2.7755575615628914e-17],"qn":2,"mem":[300.5],"memn":1,'
+        b'"cpu":[7.3999999999999995,3.608224830031759e-16],"cpun":2}'
+    )
+    assert orjson.dumps(s.result()) == (
+        b'{"count":3,"success_count":2,"success_rate":0.6666666666666666,'
+        b'"latency_min_ms":0.0,"latency_max_ms":40.25,"latency_avg_ms":17.583333333333332,'
+        b'"latency_p50_ms":12.491001959116423,"latency_p95_ms":12.491001959116423,'
+        b'"latency_p99_ms":12.491001959116423,"quality_score_mean":0.15000000000000002,'
+        b'"memory_mb_mean":300.5,"cpu_percent_mean":3.6999999999999997}'
+    )
+
+
+def test_state_does_not_depend_on_when_it_was_read() -> None:
+    """Sums fold their buffered values when read: reading between events (as the window
+    agent does after each batch) changes no state, result or merge."""
+    rng = random.Random(10)
+    events = [random_execution(rng) for _ in range(3_000)]
+    requests = [served(rng.randint(0, 9_000), rng.choice([200, 404, 500])) for _ in range(3_000)]
+    for make, batch in ((ExecutionStats, events), (RequestStats, requests)):
+        quiet, read = make(), make()
+        for k, e in enumerate(batch):
+            quiet.add(e)
+            read.add(e)
+            if rng.random() < 0.05:
+                read.to_state()
+            if k % 500 == 0:
+                read.result()
+        assert orjson.dumps(read.to_state()) == orjson.dumps(quiet.to_state())
+        assert read.result() == quiet.result()
+        halves = make(), make()
+        for k, e in enumerate(batch):
+            halves[k % 2].add(e)
+        halves[1].to_state()
+        halves[0].merge(halves[1])
+        assert orjson.dumps(halves[0].to_state()) == orjson.dumps(quiet.to_state())
+
+
 def test_execution_merge_requires_the_same_accuracy() -> None:
     with pytest.raises(ValueError):
         ExecutionStats(0.005).merge(ExecutionStats(0.01))

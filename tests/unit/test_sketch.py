@@ -12,6 +12,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import orjson
 import pytest
@@ -390,3 +391,123 @@ def test_exact_sum_rejects_non_finite(bad: float) -> None:
     with pytest.raises(ValueError):
         s.add(bad)
     assert s.value == 1.0
+
+
+# -- ExactSum: buffered values, folded when read ------------------------------------------
+
+
+def reference_state(values: Sequence[float]) -> list[float]:
+    """The canonical state, from its definition: each float is the correctly rounded
+    (Fraction -> float) remainder of the exact sum after the floats before it."""
+    remainder = sum(map(Fraction, values), Fraction(0))
+    out: list[float] = []
+    while remainder:
+        h = float(remainder)
+        out.append(h)
+        remainder -= Fraction(h)
+    return out
+
+
+def _alternating_powers() -> list[float]:
+    # Every other power of two from the smallest subnormal up: a canonical state of ~40 floats.
+    return [(-1.0) ** k * 2.0**e for k, e in enumerate(range(-1074, 1000, 7))]
+
+
+ADVERSARIAL: dict[str, list[float]] = {
+    "cancelling_1e16": [1e16, 1.0, -1e16] * 300,
+    "subnormals": [5e-324] * 700 + [-5e-324] * 699,
+    "wide_magnitudes": [1e300, 1e-300, -1e300, 3.14, -1e-300, 2.5e-308] * 120,
+    "alternating_powers": _alternating_powers(),
+    "cancel_to_zero": [0.1 * k for k in range(400)] + [-0.1 * k for k in range(400)],
+    "ints_and_floats": [1, 2**52 + 1, 0.5, -(2**52), 3, 1e-20] * 100,
+    "signed_zeros": [-0.0, 0.0, -0.0] * 200,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_exact_sum_buffered_equals_fsum_on_adversarial_inputs(name: str) -> None:
+    values = ADVERSARIAL[name]
+    for order in (values, values[::-1], random.Random(name).sample(values, len(values))):
+        s = ExactSum()
+        for k, v in enumerate(order, 1):
+            s.add(v)
+            if k % 97 == 0 or k == len(order):  # reads on the way must not change anything
+                assert s.value == math.fsum(order[:k])
+        assert s.to_state() == reference_state(values)
+        assert s.value == math.fsum(values)
+        assert s == ExactSum(values)
+        back = ExactSum.from_state(orjson.loads(orjson.dumps(s.to_state())))
+        assert back.to_state() == s.to_state()
+        assert back.value == s.value
+
+
+@PROPS
+@given(
+    st.lists(st.lists(finite_st, max_size=400), min_size=1, max_size=6),
+    st.randoms(use_true_random=False),
+)
+def test_exact_sum_merges_of_buffered_instances_are_exact_and_canonical(
+    groups: list[list[float]], rnd: random.Random
+) -> None:
+    everything = [v for g in groups for v in g]
+    parts = []
+    for g in groups:
+        s = ExactSum()
+        for v in g:
+            s.add(v)
+            if rnd.random() < 0.02:  # fold at arbitrary points
+                s.to_state()
+        parts.append(s)
+    rnd.shuffle(parts)
+    total = ExactSum()
+    for p in parts:
+        total.merge(p if rnd.random() < 0.5 else p.copy())
+        if rnd.random() < 0.3:
+            assert total.value == math.fsum([*total.to_state()])
+    assert total.value == math.fsum(everything)
+    assert total.to_state() == reference_state(everything)
+    assert total == ExactSum(everything)
+
+
+def test_exact_sum_merge_into_itself_and_copies_are_independent() -> None:
+    values = [0.1, 0.2, 1e16, -3.0] * 100
+    s = ExactSum(values)
+    c = s.copy()
+    s.merge(s)
+    assert s.to_state() == reference_state(values * 2)
+    assert c.to_state() == reference_state(values)
+    c.add(1.0)
+    assert s.to_state() == reference_state(values * 2)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_exact_sum_bad_value_changes_nothing_whatever_is_buffered(bad: float) -> None:
+    values = [0.1 * k - 7.0 for k in range(600)]
+    for n in range(0, 600, 7):
+        s = ExactSum()
+        for v in values[:n]:
+            s.add(v)
+        with pytest.raises(ValueError):
+            s.add(bad)
+        assert s.value == math.fsum(values[:n])
+        assert s.to_state() == reference_state(values[:n])
+
+
+def test_exact_sum_loads_existing_states() -> None:
+    """States written before values were buffered: the same list format, read as it was."""
+    old = [0.30000000000000004, -2.7755575615628914e-17]
+    s = ExactSum.from_state(old)
+    assert s == ExactSum([0.1, 0.2])
+    assert s.value == 0.30000000000000004
+    assert s.to_state() == old
+    assert ExactSum([0.1, 0.2, 0.3, 1e16, 1.0, -1e16]).to_state() == [1.6, -8.326672684688674e-17]
+
+
+def test_exact_sum_that_overflows_raises_when_read() -> None:
+    s = ExactSum()
+    for _ in range(600):  # adding never raises: folds on the way give up quietly
+        s.add(1e308)
+    with pytest.raises(OverflowError):
+        s.value  # noqa: B018
+    with pytest.raises(OverflowError):
+        s.to_state()
