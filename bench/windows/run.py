@@ -59,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -409,7 +410,8 @@ async def run_worker(
             n_messages,
             stats["events_in"],
             ready_at,
-            stats["first_batch_at"],
+            # The first message in hand (its batch may start up to ~0.5 s later).
+            stats.get("first_message_at") or stats["first_batch_at"],
             stats["last_batch_at"],
             committed_at,
             meter,
@@ -460,6 +462,7 @@ class StreamAgentConsumer:
         name: str,
     ) -> None:
         self.batches = self.failed_batches = self.stale_dropped = 0
+        self.buffer = types.SimpleNamespace(first_put_at=None)  # no buffer: see stats()
         source = app.topic(
             *topics, key_type=bytes, value_type=bytes, key_serializer="raw",
             value_serializer="raw",

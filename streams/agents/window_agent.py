@@ -246,6 +246,7 @@ class WindowProcessor:
         return {
             "messages_in": self.messages_in,
             "events_in": self.events_in,
+            "first_message_at": self.consumer.buffer.first_put_at if self.consumer else None,
             "first_batch_at": self.first_batch_at,
             "last_batch_at": self.last_batch_at,
             "emitted": self.emitted,
