@@ -44,6 +44,8 @@ def create_app(settings: Settings) -> faust.App:
     # the root logger kept at our level (faust.Worker sets it to DEBUG).
     fastlane.install(app)
     fastlane.keep_root_log_level(app, settings.log_level)
+    # An input partition left behind with nothing in flight is read again.
+    fastlane.guard_stalled_partitions(app)
     return app
 
 

@@ -30,18 +30,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import Message
+from faust.types import TP, Message
 from mode import Service, ServiceT
+
+from streams.stall_guard import PartitionProgress, StallGuard
 
 log = logging.getLogger(__name__)
 
 BulkHandler = Callable[[list[Message]], Awaitable[None]]
+# While dropped messages wait for other channels' acks, how often to look again.
+RELEASE_EVERY_S = 0.2
 
 
 class BulkBuffer:
@@ -58,6 +63,9 @@ class BulkBuffer:
         self.max_bytes = 4 * batch_bytes
         self.messages: list[Message] = []
         self.bytes = 0
+        # Dropped by `clear` and not acked: see BulkConsumer._release.
+        self.dropped: list[Message] = []
+        self.first_put_at: float | None = None  # wall time of the first message
         self._nonempty = asyncio.Event()
         self._batch_ready = asyncio.Event()
         self._space = asyncio.Event()
@@ -83,6 +91,8 @@ class BulkBuffer:
         n = len(messages)
         if n == 1:
             self._nonempty.set()
+            if self.first_put_at is None:
+                self.first_put_at = time.time()
         if n >= self.batch or self.bytes >= self.batch_bytes:
             self._batch_ready.set()
             if self.full():
@@ -96,20 +106,22 @@ class BulkBuffer:
 
     async def wait(self, within: float) -> None:
         """Wait for a message; then for a full batch, `within` seconds at a time, for
-        as long as each wait brought at least an eighth of a batch more (a backlog is
-        being delivered: a fuller batch means fewer writes per key; at most nine waits).
-        Messages are delivered by the same event loop that processes the batches, so
-        right after a batch the buffer holds little even when the input is far ahead."""
+        as long as each wait brought at least an eighth of a batch's messages more (a
+        backlog of many messages is being delivered: a fuller batch means fewer writes
+        per key; nine waits at most). Messages are delivered by the same event loop
+        that processes the batches, so right after a batch the buffer holds little even
+        when the input is far ahead. Large messages (few per batch) are not waited for
+        beyond the first `within`: the processor would sit idle while they arrive."""
         if not self.messages:
             await self._nonempty.wait()
         if within <= 0:
             return
-        step, step_bytes = max(1, self.batch // 8), max(1, self.batch_bytes // 8)
+        step = max(1, self.batch // 8)
         while not self._batch_ready.is_set():
-            count, size = len(self.messages), self.bytes
+            count = len(self.messages)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_ready.wait(), within)
-            if len(self.messages) - count < step and self.bytes - size < step_bytes:
+            if len(self.messages) - count < step:
                 return
 
     def take(self) -> list[Message]:
@@ -137,8 +149,8 @@ class BulkBuffer:
 
     def clear(self) -> None:
         """Drop everything buffered (faust's flow control does this on a rebalance:
-        nothing here was tracked or acked, so it is read again from the committed
-        offsets)."""
+        nothing here was acked, so it is read again from the committed offsets)."""
+        self.dropped.extend(self.messages)
         self.messages = []
         self.bytes = 0
         self._nonempty.clear()
@@ -222,7 +234,16 @@ class BulkConsumer:
     async def _run(self) -> None:
         buffer = self.buffer
         while True:
-            await buffer.wait(self.within_s)
+            if buffer.dropped:
+                self._release()
+            if buffer.dropped:
+                # Check them again soon, even if no message comes (a rebalance).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(buffer.wait(self.within_s), RELEASE_EVERY_S)
+                if not buffer.messages:
+                    continue
+            else:
+                await buffer.wait(self.within_s)
             # No reference to a delivered batch may outlive its delivery: faust's
             # consumer tracks in-flight messages in a WeakSet, and a message another
             # channel of its topic never acks (its queue was cleared by a rebalance)
@@ -236,6 +257,27 @@ class BulkConsumer:
         if messages:
             await self.deliver(messages)
 
+    def _release(self) -> None:
+        """Stop the consumer waiting for messages this channel dropped.
+
+        A message dropped here (a rebalance cleared the buffer, or it was fetched before
+        one) is never acked by this channel, so it is never committed. But another
+        channel of its topic (an ordinary agent) may have tracked it as in flight, and
+        faust's rebalance waits until every tracked message is acked or garbage
+        collected — an agent that keeps its last batch referenced (an `async for` loop
+        variable) kept it alive, and the rebalance waited forever. Once this channel's
+        share is the only one left, nobody will ack it: it is untracked."""
+        unacked = self.app.consumer.unacked
+        waiting = []
+        for message in self.buffer.dropped:
+            if message.acked or message not in unacked:
+                continue  # nobody waits for it
+            if message.refcount <= 1:
+                unacked.discard(message)
+            else:
+                waiting.append(message)  # another channel is still on it
+        self.buffer.dropped = waiting
+
     def _current(self, messages: list[Message]) -> list[Message]:
         """Drop messages fetched before the latest rebalance (faust's Stream skips them
         too); they are read again from the committed offsets."""
@@ -248,6 +290,9 @@ class BulkConsumer:
         fresh = [m for m in messages if m.generation_id == generation]
         if not app.flow_control.is_active():
             fresh = []
+        if len(fresh) < len(messages):
+            kept = set(map(id, fresh))
+            self.buffer.dropped.extend(m for m in messages if id(m) not in kept)
         self.stale_dropped += len(messages) - len(fresh)
         return fresh
 
@@ -374,6 +419,58 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             unset_flag(flag_consumer_fetching)
 
 
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """faust's getmany, except that a fetched record is never dropped silently.
+
+        faust drops the rest of a fetched batch when the flow stops or the generation
+        changes while it is being delivered, and any record of a partition that is not
+        active at that moment (paused, or its agent's queue full) — but the broker
+        client's position has already moved past them. A rebalance seeks every
+        partition back to its committed offset, which covers most of these; a drop
+        between that seek and the flow resuming (a worker's start) was never read
+        again, and the partition's committed offset stayed behind until new messages
+        came. Here each such partition is sought back to its first dropped record."""
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            # faust: called while the flow is stopped; reread from the committed offsets.
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                log.warning("seeking to the committed offsets failed: %r", exc)
+            return
+        to_message = self._to_message
+        buffered = self._buffered_partitions
+        rewind: dict[TP, int] = {}
+        for tp, record in self.scheduler.iterate(records):
+            if tp in rewind:
+                continue  # after a dropped record: reread in order
+            if (
+                not self.flow_active
+                or self.app.consumer_generation_id != generation_id
+                or not (active_partitions is None or tp in active_partitions or tp in buffered)
+            ):
+                rewind[tp] = record.offset
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, to_message(tp, record)
+        if rewind:
+            await self._rewind(rewind, generation_id)
+
+    async def _rewind(self, offsets: dict[TP, int], generation_id: int) -> None:
+        """Seek each partition still assigned (same generation) back to `offsets`."""
+        if self.app.consumer_generation_id != generation_id:
+            return  # the rebalance seeks to the committed offsets itself
+        assigned = self.assignment()
+        for tp, offset in offsets.items():
+            if tp in assigned:
+                log.info("rereading %s[%d] from %d (fetched while not deliverable)",
+                         tp.topic, tp.partition, offset)
+                await self.seek(tp, offset)
+
+
 class FastDrainTransport(aiokafka_driver.Transport):
     """faust's aiokafka transport with FastDrainConsumer."""
 
@@ -383,6 +480,70 @@ class FastDrainTransport(aiokafka_driver.Transport):
 def install(app: faust.App) -> None:
     """Make `app` consume with FastDrainConsumer (before the app starts)."""
     app.transport = FastDrainTransport(app.conf.broker_consumer, app)
+
+
+# How long a partition must stay behind its end with nothing in flight before it is
+# read again (streams.stall_guard), and how often that is checked.
+STALL_AFTER_S = 15.0
+STALL_CHECK_S = 2.0
+
+
+def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> StallGuard[TP]:
+    """Read again, from its committed offset, any input partition that stays behind its
+    end with nothing of it in flight (see streams.stall_guard for why that happens)."""
+    guard: StallGuard[TP] = StallGuard(after_s)
+
+    @app.timer(STALL_CHECK_S)
+    async def _reread_stalled_partitions() -> None:
+        consumer = cast(FastDrainConsumer, app.consumer)
+        if (app.rebalancing or app.in_recovery or not app.flow_control.is_active()
+                or not consumer.flow_active):
+            guard.reset()
+            return
+        generation = app.consumer_generation_id
+        stalled = guard.check(partition_progress(app), time.monotonic())
+        for tp in stalled:
+            committed = consumer._committed_offset.get(tp)
+            if committed is None or app.consumer_generation_id != generation:
+                continue
+            log.warning(
+                "%s[%d] stayed at committed offset %d, behind its end, with nothing in "
+                "flight for %.0f s: reading it again from there", tp.topic, tp.partition,
+                committed, after_s,
+            )
+            await consumer.seek(tp, committed)
+
+    return guard
+
+
+def partition_progress(app: faust.App) -> dict[TP, PartitionProgress]:
+    """Each assigned input partition's committed offset, end, and messages in flight
+    (queued for an agent, being processed, or acked and not yet committed)."""
+    consumer = cast(FastDrainConsumer, app.consumer)
+    in_flight: dict[TP, int] = {}
+    for tp, offsets in consumer._acked.items():
+        if offsets:
+            in_flight[tp] = len(offsets)
+    for message in list(consumer.unacked):
+        if not message.acked:
+            in_flight[message.tp] = in_flight.get(message.tp, 0) + 1
+    for channel in list(cast(Any, app.topics)._topics):
+        queue = channel.queue
+        queued = queue.messages if isinstance(queue, BulkBuffer) else list(queue._queue)
+        for item in queued:
+            queued_tp = getattr(getattr(item, "message", item), "tp", None)
+            if queued_tp is not None:
+                in_flight[queued_tp] = in_flight.get(queued_tp, 0) + 1
+    progress = {}
+    for tp in consumer.assignment():
+        if consumer._is_changelog_tp(tp):
+            continue  # read by table recovery, not by agents
+        progress[tp] = PartitionProgress(
+            committed=consumer._committed_offset.get(tp),
+            highwater=consumer.highwater(tp),
+            in_flight=in_flight.get(tp, 0),
+        )
+    return progress
 
 
 def keep_root_log_level(app: faust.App, level: str) -> None:

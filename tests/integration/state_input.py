@@ -569,6 +569,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 async def lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Messages of `topics` the consumer group has not committed yet."""
+    return sum((await lagging(bootstrap, group, topics)).values())
+
+
+async def lagging(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
+    """The partitions of `topics` the group has not committed to their ends, each
+    ("topic[partition] committed/end") with the number of messages behind."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
@@ -583,10 +589,12 @@ async def lag(bootstrap: str, group: str, topics: list[str]) -> int:
             tps += [TopicPartition(topic, p) for p in sorted(found)]
         ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(group)
-        return sum(
-            max(0, end - (committed[tp].offset if tp in committed else 0))
-            for tp, end in ends.items()
-        )
+        behind = {}
+        for tp, end in ends.items():
+            done = committed[tp].offset if tp in committed else 0
+            if end > done:
+                behind[f"{tp.topic}[{tp.partition}] {done}/{end}"] = end - done
+        return behind
     finally:
         await consumer.stop()
         await admin.close()

@@ -122,14 +122,22 @@ class Stack:
         typed = [self.names.typed[t] for t in ("ml_job_command", "session_event",
                                                 "engine_event")]
 
+        behind: dict[str, int] = {}
+
         def caught_up() -> bool:
             self.check_alive()
             # Inputs first: once they are committed, all they produced is on the
             # typed topics, whose lag is read after.
-            return (asyncio.run(si.lag(bootstrap, group, self.names.inputs())) == 0
-                    and asyncio.run(si.lag(bootstrap, group, typed)) == 0)
+            behind.clear()
+            behind.update(asyncio.run(si.lagging(bootstrap, group, self.names.inputs())))
+            if not behind:
+                behind.update(asyncio.run(si.lagging(bootstrap, group, typed)))
+            return not behind
 
-        si.wait_for(caught_up, timeout, "the group's committed offsets reach the ends")
+        try:
+            si.wait_for(caught_up, timeout, "the group's committed offsets reach the ends")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; behind: {behind}") from None
         self.views_ready()
 
     def wait_applied(self, tables: list[str], timeout: float = 60.0) -> None:

@@ -357,3 +357,137 @@ def test_buffer_wait_goes_on_while_a_backlog_is_being_delivered() -> None:
     size, waited = asyncio.run(scenario())
     assert size >= 80
     assert waited < 1.0
+
+
+def test_a_dropped_message_another_channel_tracked_stops_being_waited_for(
+    app: faust.App,
+) -> None:
+    """A rebalance clears this channel's buffer; the ordinary agent that shares the
+    topic had read (tracked) and acked its copy: the message must leave the consumer's
+    in-flight set — without being acked, so it is never committed."""
+
+    async def handler(messages: list[Any]) -> None:
+        return None
+
+    bulk = _bulk(app, handler)
+    consumer = app.consumer
+    done_elsewhere, still_elsewhere, only_here = message(0), message(1), message(2)
+    for m in (done_elsewhere, still_elsewhere):
+        m.incref(2)  # delivered to both channels
+        consumer.unacked.add(m)  # read by the other agent's stream
+    only_here.incref()
+    for m in (done_elsewhere, still_elsewhere, only_here):
+        bulk.buffer.put_nowait_enhanced(m)
+    assert not done_elsewhere.ack(consumer)  # the other agent's ack: not final
+    bulk.buffer.clear()  # faust's flow control, on a rebalance
+
+    bulk._release()
+    assert set(consumer.unacked) == {still_elsewhere}  # the other agent is still on it
+    assert bulk.buffer.dropped == [still_elsewhere]
+    assert not still_elsewhere.ack(consumer)  # now it is done too
+    bulk._release()
+    assert not consumer.unacked and not bulk.buffer.dropped
+    assert not any(m.acked for m in (done_elsewhere, still_elsewhere, only_here))
+    assert not consumer._acked[TP(TOPIC, 0)]  # nothing committable
+
+
+class _Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def _getmany(
+    app: faust.App,
+    records: dict[TP, list[int]],
+    active: set[TP] | None,
+    on_yield: Any = None,
+) -> tuple[list[tuple[TP, int]], dict[TP, int]]:
+    """Run FastDrainConsumer.getmany over `records` (offsets per partition): what it
+    yielded, and where it sought back to."""
+    consumer = app.consumer
+    sought: dict[TP, int] = {}
+
+    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
+        return {tp: [_Record(o) for o in offsets] for tp, offsets in records.items()}, active
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought[tp] = offset
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    consumer._to_message = lambda tp, record: (tp, record.offset)  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 100  # type: ignore[method-assign]
+    consumer.seek = seek  # type: ignore[method-assign]
+    consumer.assignment = lambda: set(records)  # type: ignore[method-assign]
+    consumer.flow_active = True
+    yielded: list[tuple[TP, int]] = []
+
+    async def run() -> None:
+        async for _tp, msg in consumer.getmany(timeout=1.0):
+            yielded.append(msg)
+            if on_yield is not None:
+                on_yield(consumer, len(yielded))
+
+    asyncio.get_event_loop().run_until_complete(run())
+    return yielded, sought
+
+
+A, B = TP(TOPIC, 0), TP(TOPIC, 1)
+
+
+def test_getmany_rereads_a_partition_fetched_while_not_active(app: faust.App) -> None:
+    """faust dropped such records with the client's position already past them: the
+    partition's committed offset then stayed behind (seen at a worker's start)."""
+    yielded, sought = _getmany(app, {A: [5, 6, 7], B: [10, 11]}, active={B})
+    assert yielded == [(B, 10), (B, 11)]
+    assert sought == {A: 5}
+
+
+def test_getmany_rereads_what_was_left_when_the_flow_stopped(app: faust.App) -> None:
+    def stop_after_first(consumer: Any, n: int) -> None:
+        consumer.flow_active = False
+
+    yielded, sought = _getmany(app, {A: [5, 6], B: [10, 11]}, None, stop_after_first)
+    assert len(yielded) == 1
+    first_tp, first_offset = yielded[0]
+    rest = {A: [5, 6], B: [10, 11]}
+    rest[first_tp] = [o for o in rest[first_tp] if o > first_offset]
+    assert sought == {tp: offsets[0] for tp, offsets in rest.items() if offsets}
+
+
+def test_getmany_leaves_a_new_generation_to_the_rebalance(app: faust.App) -> None:
+    def rebalance(consumer: Any, n: int) -> None:
+        consumer.app.consumer_generation_id += 1
+
+    yielded, sought = _getmany(app, {A: [5, 6, 7]}, None, rebalance)
+    assert yielded == [(A, 5)]
+    assert sought == {}  # faust seeks every partition to its committed offset itself
+
+
+def test_getmany_delivers_everything_when_nothing_stands_in_the_way(app: faust.App) -> None:
+    yielded, sought = _getmany(app, {A: [1, 2], B: [3]}, active={A, B})
+    assert sorted(yielded) == [(A, 1), (A, 2), (B, 3)]
+    assert sought == {}
+
+
+def test_partition_progress_counts_what_is_in_flight(app: faust.App) -> None:
+    """Queued for the bulk agent, tracked and not acked, or acked and not committed:
+    each keeps its partition from being called stalled (streams.stall_guard)."""
+
+    async def handler(messages: list[Any]) -> None:
+        return None
+
+    bulk = _bulk(app, handler)
+    consumer = app.consumer
+    p0, p1, p2, p3 = (TP(TOPIC, p) for p in range(4))
+    queued = message(7, partition=1)
+    bulk.buffer.put_nowait_enhanced(queued)
+    tracked = message(3, partition=2)
+    consumer.unacked.add(tracked)
+    consumer._acked[p3] = [4, 5]
+    consumer._committed_offset.update({p0: 10, p1: 7, p2: 3, p3: 4})
+    consumer.assignment = lambda: {p0, p1, p2, p3}  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 20  # type: ignore[method-assign]
+
+    progress = fastlane.partition_progress(app)
+    assert {tp: p.in_flight for tp, p in progress.items()} == {p0: 0, p1: 1, p2: 1, p3: 2}
+    assert progress[p0].committed == 10 and progress[p0].highwater == 20
