@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help venv kafka-up kafka-down kafka-status run worker fleet topics test test-unit \
-        test-integration lint typecheck bench-router bench-sinks compose-schema clean
+        test-integration lint typecheck bench-router bench-sinks bench-windows compose-schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -68,6 +68,11 @@ bench-router: $(STAMP) kafka-up  ## router throughput vs a plain aiokafka loop (
 
 bench-sinks: $(STAMP)  ## durable JSONL writes vs plain appends (bench/sinks)
 	$(PY) -m bench.sinks.run
+
+bench-windows: $(STAMP) kafka-up  ## window agent vs a plain loop and Quix Streams (bench/windows)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.windows.run --repeat 3 --engines 20 --out bench/windows/results/engines20.json
+	$(PY) -m bench.windows.run --repeat 3 --engines 1000 --out bench/windows/results/engines1000.json
 
 clean:  ## remove local state (broker data, outputs, caches); keeps .venv
 	-ops/kafka/kafka.sh stop

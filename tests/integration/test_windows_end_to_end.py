@@ -164,12 +164,6 @@ def test_kill_9_and_restart_gives_the_same_finals(
     check_against_offline(settings, records, expected)
 
 
-@pytest.mark.xfail(
-    reason="known stall: with 200k events in backlog, a second worker joining can wait "
-    "past 90 s for the first to finish its in-flight executions (Faust's wait_empty); "
-    "seen under load in CI, not yet explained",
-    strict=False,
-)
 def test_two_workers_and_their_views(
     isolated_env: dict[str, str], tmp_path: Path, workload: dict
 ) -> None:
