@@ -28,7 +28,6 @@ import asyncio
 import cProfile
 import hashlib
 import pstats
-import random
 import statistics
 import time
 import types
@@ -37,14 +36,12 @@ from typing import Any
 
 import orjson
 
+from bench.windows.run import make_workload
 from streams.agents.window_agent import CLOCK_PREFIX, WindowProcessor
-from streams.packing import partition_for
 from streams.windows import EXECUTIONS, PartitionWindows, WindowConfig
 
 TOPIC = "engine.executions"
 PARTITIONS = 4
-BASE_TIME = 1_670_000_000.0  # as bench/windows/run.py
-JITTER_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,34 +56,10 @@ class Message:
 
 def make_messages(n: int, engines: int, span_s: float, batch: int, seed: int = 1) -> list[Message]:
     """`n` events of `engines` engines as JSON arrays of up to `batch` events of one
-    partition; the documents are bench/windows/run.py's (same fields, same seed)."""
-    rng = random.Random(seed)
-    ids = [f"engine-{i:04d}" for i in range(engines)]
-    where = {e: partition_for(e.encode(), PARTITIONS) for e in ids}
-    step = span_s / n
+    partition: bench/windows/run.py's documents (same generator, same seed)."""
     by_partition: dict[int, list[bytes]] = {}
-    for i in range(n):
-        engine = ids[rng.randrange(engines)]
-        ok = rng.random() > 0.05
-        doc = {
-            "schema_version": 1,
-            "trace_id": f"t-{i}",
-            "task_id": f"task-{i % 977}",
-            "engine_id": engine,
-            "engine_instance_id": f"{engine}-0",
-            "timestamp": round(BASE_TIME + i * step - rng.uniform(0, JITTER_S), 3),
-            "input": "translate this",
-            "output": "traduire ceci",
-            "metrics": {
-                "latency_ms": round(rng.lognormvariate(3.5, 0.6), 2),
-                "memory_mb": round(rng.uniform(200, 4000), 1),
-                "cpu_percent": round(rng.uniform(1, 100), 1),
-                "success": ok,
-                "quality_score": round(rng.random(), 3),
-            },
-            "status": "ok" if ok else "error",
-        }
-        by_partition.setdefault(where[engine], []).append(orjson.dumps(doc))
+    for partition, _key, body in make_workload(n, engines, span_s, PARTITIONS, seed).events:
+        by_partition.setdefault(partition, []).append(body)
     out: list[Message] = []
     for p, bodies in sorted(by_partition.items()):
         for offset, start in enumerate(range(0, len(bodies), batch)):
