@@ -30,11 +30,12 @@ Decisions where the seed and the contract are silent:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
+
+from streams import fields
 
 __all__ = ["ENGINE_EVENTS", "EngineState", "EngineStatus"]
 
@@ -72,45 +73,6 @@ _JSON_KEYS: tuple[str, ...] = (
 )
 
 
-def _mapping(value: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return cast(Mapping[str, Any], value)
-
-
-def _str(doc: Mapping[str, Any], key: str, what: str) -> str:
-    value = doc.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"{what} {key} must be a string, got {value!r}")
-    return value
-
-
-def _opt_str(doc: Mapping[str, Any], key: str, what: str) -> str | None:
-    value = doc.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{what} {key} must be a string or null, got {value!r}")
-    return value
-
-
-def _timestamp(doc: Mapping[str, Any], key: str, what: str) -> float:
-    value = doc.get(key)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{what} {key} must be epoch seconds >= 0, got {value!r}")
-    return float(value)
-
-
-def _count(doc: Mapping[str, Any], key: str, what: str) -> int:
-    value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} {key} must be an integer >= 0, got {value!r}")
-    return value
-
-
 def _port(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise ValueError(f"{what} port must be an integer in 0..65535, got {value!r}")
@@ -138,11 +100,11 @@ class EngineStatus:
     def from_event(cls, event: Mapping[str, Any]) -> EngineStatus:
         """A new status from the first event seen for an engine, with it applied
         (``warm`` when that event is ``RequestServed``)."""
-        event = _mapping(event, "engine event")
+        event = fields.mapping(event, "engine event")
         status = cls(
-            engine_id=_str(event, "engine_id", "engine event"),
+            engine_id=fields.string(event, "engine_id", "engine event"),
             state=EngineState.WARM,
-            last_seen=_timestamp(event, "timestamp", "engine event"),
+            last_seen=fields.timestamp(event, "timestamp", "engine event"),
         )
         status.apply(event)
         return status
@@ -153,22 +115,22 @@ class EngineStatus:
         Raises ``ValueError`` (and changes nothing) for an event of another engine, an
         unknown variant or a missing/ill-typed field.
         """
-        event = _mapping(event, "engine event")
+        event = fields.mapping(event, "engine event")
         what = "engine event"
         kind = event.get("event")
         if kind not in _STATE_OF:
             raise ValueError(
                 f"engine event must be one of {', '.join(ENGINE_EVENTS)}, got {kind!r}"
             )
-        engine_id = _str(event, "engine_id", what)
+        engine_id = fields.string(event, "engine_id", what)
         if engine_id != self.engine_id:
             raise ValueError(f"event for engine {engine_id!r} applied to {self.engine_id!r}")
-        at = _timestamp(event, "timestamp", what)
-        model = _opt_str(event, "model", what)
+        at = fields.timestamp(event, "timestamp", what)
+        model = fields.optional_string(event, "model", what)
         if model is None and kind != "EngineError":
             raise ValueError(f"{kind} event is missing its model")
         port = _port(event.get("port"), what) if kind == "EngineStarted" else None
-        error_kind = _str(event, "kind", what) if kind == "EngineError" else None
+        error_kind = fields.string(event, "kind", what) if kind == "EngineError" else None
 
         if kind == "RequestServed":
             self.requests_served += 1
@@ -205,7 +167,7 @@ class EngineStatus:
     @classmethod
     def from_json(cls, record: object) -> EngineStatus:
         """Inverse of :meth:`to_json`; ``ValueError`` naming the problem on a bad record."""
-        doc = _mapping(record, "engine status record")
+        doc = fields.mapping(record, "engine status record")
         what = "engine status"
         missing = [key for key in _JSON_KEYS if key not in doc]
         if missing:
@@ -216,12 +178,12 @@ class EngineStatus:
             raise ValueError(f"engine status state must be one of {allowed}, got {state!r}")
         port = doc["port"]
         return cls(
-            engine_id=_str(doc, "engine_id", what),
+            engine_id=fields.string(doc, "engine_id", what),
             state=EngineState(state),
-            model=_opt_str(doc, "model", what),
+            model=fields.optional_string(doc, "model", what),
             port=None if port is None else _port(port, what),
-            last_error_kind=_opt_str(doc, "last_error_kind", what),
-            last_seen=_timestamp(doc, "last_seen", what),
-            requests_served=_count(doc, "requests_served", what),
-            stale_events=_count(doc, "stale_events", what),
+            last_error_kind=fields.optional_string(doc, "last_error_kind", what),
+            last_seen=fields.timestamp(doc, "last_seen", what),
+            requests_served=fields.count(doc, "requests_served", what),
+            stale_events=fields.count(doc, "stale_events", what),
         )

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from streams import fields
+
 __all__ = [
     "ERROR_RULES",
     "EXPORT_VERSION",
@@ -123,57 +125,6 @@ def to_ms(timestamp: float) -> int:
 # ---- field checks shared by apply() and from_json() ---------------------------------
 
 
-def _get(doc: Mapping[str, Any], key: str, what: str) -> Any:
-    if key not in doc:
-        raise ValueError(f"{what} is missing {key!r}")
-    return doc[key]
-
-
-def _str(doc: Mapping[str, Any], key: str, what: str) -> str:
-    value = _get(doc, key, what)
-    if not isinstance(value, str):
-        raise ValueError(f"{what} {key} must be a string, got {value!r}")
-    return value
-
-
-def _opt_str(doc: Mapping[str, Any], key: str, what: str) -> str | None:
-    value = doc.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{what} {key} must be a string or null, got {value!r}")
-    return value
-
-
-def _int(doc: Mapping[str, Any], key: str, what: str) -> int:
-    value = _get(doc, key, what)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} {key} must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _opt_int(doc: Mapping[str, Any], key: str, what: str) -> int | None:
-    if doc.get(key) is None:
-        return None
-    return _int(doc, key, what)
-
-
-def _num(doc: Mapping[str, Any], key: str, what: str) -> float:
-    value = _get(doc, key, what)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{what} {key} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _mapping(value: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return cast(Mapping[str, Any], value)
-
-
 @dataclass
 class ModelCalls:
     """Calls of one model version in a session (the seed's ``ApiCallMetric``)."""
@@ -218,16 +169,16 @@ class ModelCalls:
     @classmethod
     def from_json(cls, record: object) -> ModelCalls:
         """Inverse of :meth:`to_json`; ``ValueError`` on a bad record."""
-        doc = _mapping(record, "model calls record")
+        doc = fields.mapping(record, "model calls record")
         what = "model calls"
         return cls(
-            model_id=_str(doc, "model_id", what),
-            version=_str(doc, "version", what),
-            call_count=_int(doc, "call_count", what),
-            total_latency_ms=_num(doc, "total_latency_ms", what),
-            avg_latency_ms=_num(doc, "avg_latency_ms", what),
-            error_count=_int(doc, "error_count", what),
-            last_called=_int(doc, "last_called", what),
+            model_id=fields.string(doc, "model_id", what),
+            version=fields.string(doc, "version", what),
+            call_count=fields.count(doc, "call_count", what),
+            total_latency_ms=fields.non_negative(doc, "total_latency_ms", what),
+            avg_latency_ms=fields.non_negative(doc, "avg_latency_ms", what),
+            error_count=fields.count(doc, "error_count", what),
+            last_called=fields.count(doc, "last_called", what),
         )
 
 
@@ -256,18 +207,18 @@ class ErrorSummary:
     @classmethod
     def from_json(cls, record: object) -> ErrorSummary:
         """Inverse of :meth:`to_json`; ``ValueError`` on a bad record."""
-        doc = _mapping(record, "error summary record")
+        doc = fields.mapping(record, "error summary record")
         what = "error summary"
-        category = _str(doc, "category", what)
+        category = fields.string(doc, "category", what)
         if category not in {name for name, _ in ERROR_RULES} | {UNKNOWN}:
             raise ValueError(f"error summary category {category!r} is not a known category")
         return cls(
             category=category,
-            message=_str(doc, "message", what),
-            count=_int(doc, "count", what),
-            first_seen=_int(doc, "first_seen", what),
-            last_seen=_int(doc, "last_seen", what),
-            model_id=_opt_str(doc, "model_id", what),
+            message=fields.string(doc, "message", what),
+            count=fields.count(doc, "count", what),
+            first_seen=fields.count(doc, "first_seen", what),
+            last_seen=fields.count(doc, "last_seen", what),
+            model_id=fields.optional_string(doc, "model_id", what),
         )
 
 
@@ -322,10 +273,10 @@ class Session:
     def from_event(cls, event: Mapping[str, Any]) -> Session:
         """A new session record from the first event seen for it (whatever its kind),
         with that event applied."""
-        event = _mapping(event, "session event")
-        at_ms = to_ms(_num(event, "timestamp", "session event"))
+        event = fields.mapping(event, "session event")
+        at_ms = to_ms(fields.non_negative(event, "timestamp", "session event"))
         session = cls(
-            session_id=_str(event, "session_id", "session event"),
+            session_id=fields.string(event, "session_id", "session event"),
             started_at_ms=at_ms,
             last_event_ms=at_ms,
         )
@@ -344,22 +295,22 @@ class Session:
         unknown event kind or a missing/ill-typed field. Events after the end are only
         counted in ``events_after_end``.
         """
-        event = _mapping(event, "session event")
+        event = fields.mapping(event, "session event")
         what = "session event"
-        kind = _get(event, "event", what)
+        kind = fields.required(event, "event", what)
         if kind not in EVENTS:
             raise ValueError(f"session event must be one of {', '.join(EVENTS)}, got {kind!r}")
-        session_id = _str(event, "session_id", what)
+        session_id = fields.string(event, "session_id", what)
         if session_id != self.session_id:
             raise ValueError(f"event for session {session_id!r} applied to {self.session_id!r}")
-        at_ms = to_ms(_num(event, "timestamp", what))
+        at_ms = to_ms(fields.non_negative(event, "timestamp", what))
         if kind == "session_started":
-            device_id = _str(event, "device_id", what)
-            platform = _str(event, "platform", what)
-            sdk_version = _str(event, "sdk_version", what)
+            device_id = fields.string(event, "device_id", what)
+            platform = fields.string(event, "platform", what)
+            sdk_version = fields.string(event, "sdk_version", what)
             hardware = event.get("hardware")
             if hardware is not None:
-                hardware = dict(_mapping(hardware, "session hardware"))
+                hardware = dict(fields.mapping(hardware, "session hardware"))
             if self._accept(at_ms):
                 self.device_id = device_id
                 self.platform = platform
@@ -367,17 +318,17 @@ class Session:
                 self.hardware = hardware
                 self.started_at_ms = at_ms
         elif kind == "inference_recorded":
-            model_id = _str(event, "model_id", what)
-            version = _str(event, "version", what)
-            latency_ms = _num(event, "latency_ms", what)
+            model_id = fields.string(event, "model_id", what)
+            version = fields.string(event, "version", what)
+            latency_ms = fields.non_negative(event, "latency_ms", what)
             if self.is_active and not math.isfinite(self.total_latency_ms + latency_ms):
                 # The totals would be inf: no JSON record (nor view, nor export) holds that.
                 raise ValueError(f"{what} latency_ms {latency_ms!r} overflows the total latency")
             if self._accept(at_ms):
                 self._record_inference(model_id, version, latency_ms, at_ms)
         elif kind == "error_recorded":
-            message = _str(event, "message", what)
-            error_model = _opt_str(event, "model_id", what)
+            message = fields.string(event, "message", what)
+            error_model = fields.optional_string(event, "model_id", what)
             if self._accept(at_ms):
                 self._record_error(error_model, message, at_ms)
         elif self._accept(at_ms):
@@ -467,7 +418,7 @@ class Session:
     @classmethod
     def from_json(cls, record: object) -> Session:
         """Inverse of :meth:`to_json`; ``ValueError`` naming the problem on a bad record."""
-        doc = _mapping(record, "session record")
+        doc = fields.mapping(record, "session record")
         what = "session"
         missing = [key for key in _SESSION_KEYS if key not in doc]
         if missing:
@@ -480,43 +431,43 @@ class Session:
             raise ValueError(
                 f"session ended_by must be event, idle_timeout or null, got {ended_by!r}"
             )
-        ended_at_ms = _opt_int(doc, "ended_at_ms", what)
+        ended_at_ms = fields.optional_count(doc, "ended_at_ms", what)
         if (ended_at_ms is None) != (ended_by is None):
             raise ValueError("session ended_at_ms and ended_by must be both set or both null")
-        models_used = _get(doc, "models_used", what)
+        models_used = fields.required(doc, "models_used", what)
         if not isinstance(models_used, list) or not all(isinstance(m, str) for m in models_used):
             raise ValueError(f"session models_used must be a list of strings, got {models_used!r}")
-        by_model_doc = _mapping(_get(doc, "by_model", what), "session by_model")
+        by_model_doc = fields.mapping(fields.required(doc, "by_model", what), "session by_model")
         by_model: dict[str, ModelCalls] = {}
         for key, value in by_model_doc.items():
             calls = ModelCalls.from_json(value)
             if key != calls.key:
                 raise ValueError(f"session by_model key {key!r} does not match {calls.key!r}")
             by_model[key] = calls
-        errors_doc = _get(doc, "errors", what)
+        errors_doc = fields.required(doc, "errors", what)
         if not isinstance(errors_doc, list):
             raise ValueError(f"session errors must be a list, got {errors_doc!r}")
         hardware = doc.get("hardware")
         if hardware is not None:
-            hardware = dict(_mapping(hardware, "session hardware"))
+            hardware = dict(fields.mapping(hardware, "session hardware"))
         return cls(
-            session_id=_str(doc, "session_id", what),
-            device_id=_str(doc, "device_id", what),
-            platform=_str(doc, "platform", what),
-            sdk_version=_str(doc, "sdk_version", what),
-            started_at_ms=_int(doc, "started_at_ms", what),
+            session_id=fields.string(doc, "session_id", what),
+            device_id=fields.string(doc, "device_id", what),
+            platform=fields.string(doc, "platform", what),
+            sdk_version=fields.string(doc, "sdk_version", what),
+            started_at_ms=fields.count(doc, "started_at_ms", what),
             ended_at_ms=ended_at_ms,
             ended_by=cast(EndedBy | None, ended_by),
-            last_event_ms=_int(doc, "last_event_ms", what),
-            total_inferences=_int(doc, "total_inferences", what),
-            total_latency_ms=_num(doc, "total_latency_ms", what),
-            avg_latency_ms=_num(doc, "avg_latency_ms", what),
+            last_event_ms=fields.count(doc, "last_event_ms", what),
+            total_inferences=fields.count(doc, "total_inferences", what),
+            total_latency_ms=fields.non_negative(doc, "total_latency_ms", what),
+            avg_latency_ms=fields.non_negative(doc, "avg_latency_ms", what),
             models_used=list(models_used),
-            error_count=_int(doc, "error_count", what),
+            error_count=fields.count(doc, "error_count", what),
             by_model=by_model,
             errors=[ErrorSummary.from_json(item) for item in errors_doc],
             hardware=hardware,
-            events_after_end=_int(doc, "events_after_end", what),
+            events_after_end=fields.count(doc, "events_after_end", what),
         )
 
     def export(self) -> dict[str, Any]:
