@@ -23,18 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, cast
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import Message
 from faust.web import Request, Response, View
 
-from streams.admin import client_options
 from streams.agents.failfast import or_exit
 from streams.fastlane import BulkConsumer
+from streams.ledger import written_since
 from streams.packing import partition_for
 from streams.router import DeadLetter, Inbound
 from streams.settings import Settings
@@ -124,16 +123,17 @@ class WindowProcessor:
             restored[key] = Window.from_state(key, orjson.loads(value))
         windows.restore(restored)
         source = self.topic_of_kind[kind]
-        self.already_emitted[(kind, partition)] = await self._written_since(
+        # What was written after the state was last saved.
+        self.already_emitted[(kind, partition)] = await written_since(
+            self.settings,
             self.names.metrics_windows,
-            partition,
-            clock.out_offset,
+            {partition: clock.out_offset},
             lambda doc: emission_id(doc) if doc.get("kind") == kind else None,
         )
-        self.already_dead[(kind, partition)] = await self._written_since(
+        self.already_dead[(kind, partition)] = await written_since(
+            self.settings,
             self.names.dead_letter,
-            partition,
-            clock.dead_offset,
+            {partition: clock.dead_offset},
             lambda doc: doc["id"] if doc.get("source", {}).get("topic") == source else None,
         )
         self.partitions[(kind, partition)] = windows
@@ -158,35 +158,6 @@ class WindowProcessor:
                 kind = self.sources.get(tp.topic)
                 if kind is not None:
                     await self._ensure(kind, tp.partition)
-
-    async def _written_since(
-        self, topic: str, partition: int, offset: int, identify: Callable[[Any], Any]
-    ) -> set[Any]:
-        """Ids (by `identify`, None to ignore) of the records of a partition of `topic`
-        from `offset` to its end: what was written after the state was last saved."""
-        consumer = AIOKafkaConsumer(
-            **client_options(self.settings),
-            enable_auto_commit=False,
-            isolation_level=("read_uncommitted"),
-        )
-        await consumer.start()
-        found: set[Any] = set()
-        try:
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            if offset >= end:
-                return found
-            consumer.seek(tp, offset)
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    ident = identify(orjson.loads(record.value))
-                    if ident is not None:
-                        found.add(ident)
-        finally:
-            await consumer.stop()
-        return found
 
     def revoke(self, tps: Iterable[Any]) -> None:
         """Forget partitions this worker no longer owns (rebuilt if they come back)."""
