@@ -353,7 +353,6 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         suspended = self.suspend_flow.is_set
 
         get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
         flag_consumer_fetching = CONSUMER_FETCHING
         set_flag = self.diag.set_flag
         unset_flag = self.diag.unset_flag
@@ -377,6 +376,8 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                             num_since_yield = 0
 
                         offset = message.offset
+                        if not await self._in_order(tp, message):
+                            continue
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:
                             gap = offset - (r_offset or 0)
@@ -387,12 +388,13 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
+                            epoch = self._seek_epoch
                             if suspended():
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             else:
                                 # The one change: see the class docstring.
                                 await callback(message)
-                            set_read_offset(tp, offset)
+                            self._delivered(tp, offset, epoch)
                         else:
                             self.log.dev(
                                 "DROPPED MESSAGE ROFF %r: k=%r v=%r",
@@ -419,6 +421,106 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             unset_flag(flag_consumer_fetching)
 
 
+    # ---- in-order delivery ------------------------------------------------------------
+    # Every agent of this project skips a message at or below the last offset it applied
+    # (ledgers, checkpoints, clocks), and faust commits a partition one offset past a
+    # single missing one (`_new_offset`): a message skipped on the way to the agents was
+    # lost for good. So each acked partition is delivered strictly in offset order from
+    # where it was last sought; a jump is reread from the missing offset.
+
+    _seek_epoch = 0  # counts seeks: a delivery that spans one must not move the offsets
+
+    @property
+    def _expected(self) -> dict[TP, int]:
+        """Per partition, the next offset to deliver."""
+        expected: dict[TP, int] | None = self.__dict__.get("_expected_offsets")
+        if expected is None:
+            expected = self.__dict__["_expected_offsets"] = {}
+        return expected
+
+    async def _in_order(self, tp: TP, message: Message) -> bool:
+        """Whether `message` is the next to deliver of its partition. One fetched before
+        a rebalance is not (the rebalance rereads from the committed offsets); after a
+        jump past the expected offset, the partition is reread from there."""
+        if message.generation_id != self.app.consumer_generation_id:
+            return False
+        if not self.app.topics.acks_enabled_for(message.topic):
+            return True  # table changelogs: compacted, with gaps of their own
+        want = self._expected.get(tp)
+        if want is None or message.offset <= want:
+            return True  # below: faust's read offset drops the duplicate
+        if tp in self._jumped:
+            return False  # the rest of the fetch that jumped
+        if self._rewound.get(tp) == (self._seek_epoch, want):
+            # Reread from `want` and this came first: those offsets do not exist
+            # (transaction markers, compaction).
+            return True
+        log.info("rereading %s[%d] from %d: offset %d came first",
+                 tp.topic, tp.partition, want, message.offset)
+        self._jumped.add(tp)
+        await self.seek(tp, want)
+        self._rewound[tp] = (self._seek_epoch, want)
+        return False
+
+    @property
+    def _rewound(self) -> dict[TP, tuple[int, int]]:
+        """Per partition, its last reread: (seek epoch, offset)."""
+        rewound: dict[TP, tuple[int, int]] | None = self.__dict__.get("_rewound_at")
+        if rewound is None:
+            rewound = self.__dict__["_rewound_at"] = {}
+        return rewound
+
+    @property
+    def _jumped(self) -> set[TP]:
+        """Partitions reread since the current fetch began (getmany clears it)."""
+        jumped: set[TP] | None = self.__dict__.get("_jumped_tps")
+        if jumped is None:
+            jumped = self.__dict__["_jumped_tps"] = set()
+        return jumped
+
+    def _delivered(self, tp: TP, offset: int, epoch: int) -> None:
+        """Record `offset` as delivered, unless a seek happened while it was (the seek's
+        offsets win: faust's loop let a late delivery overwrite them, and the messages
+        reread after the seek were then dropped as already read)."""
+        if epoch != self._seek_epoch:
+            return
+        self._read_offset[tp] = offset
+        if self.app.topics.acks_enabled_for(tp.topic):
+            self._expected[tp] = offset + 1
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """faust's seek; delivery goes on from `offset`."""
+        await super().seek(partition, offset)
+        self._seek_epoch += 1
+        self._expected[partition] = offset
+
+    async def perform_seek(self) -> None:
+        """faust's seek of every partition to its committed offset (a rebalance);
+        delivery goes on from there."""
+        committed = await self.seek_to_committed()
+        self._read_offset.update(
+            {tp: offset if offset is not None and offset >= 0 else None
+             for tp, offset in committed.items()}
+        )
+        self._committed_offset.update(
+            {tp: offset if offset else None
+             for tp, offset in committed.items() if offset is not None}
+        )
+        self._seek_epoch += 1
+        self._expected.clear()
+        self._expected.update(
+            {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
+        )
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """faust's next offset to commit, except that a missing offset right at the
+        committed one stops it (faust passed over exactly one)."""
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
+            return None
+        return cast(int | None, super()._new_offset(tp))
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """faust's getmany, except that a fetched record is never dropped silently.
 
@@ -431,6 +533,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         again, and the partition's committed offset stayed behind until new messages
         came. Here each such partition is sought back to its first dropped record."""
         records, active_partitions = await self._wait_next_records(timeout)
+        self._jumped.clear()
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
             return
@@ -522,8 +625,10 @@ def partition_progress(app: faust.App) -> dict[TP, PartitionProgress]:
     consumer = cast(FastDrainConsumer, app.consumer)
     in_flight: dict[TP, int] = {}
     for tp, offsets in consumer._acked.items():
-        if offsets:
-            in_flight[tp] = len(offsets)
+        committed = consumer._committed_offset.get(tp)
+        if offsets and (committed is None or min(offsets) <= committed):
+            in_flight[tp] = len(offsets)  # committed at the next commit
+        # else a missing offset holds them back: nothing in flight will fill it
     for message in list(consumer.unacked):
         if not message.acked:
             in_flight[message.tp] = in_flight.get(message.tp, 0) + 1

@@ -279,6 +279,13 @@ def test_drain_loop_differs_from_faust_only_where_intended() -> None:
             "+await callback(message)",
             # a local for the check above
             "+suspended = self.suspend_flow.is_set",
+            # in-order delivery (see FastDrainConsumer._in_order and _delivered)
+            "+if not await self._in_order(tp, message):",
+            "+continue",
+            "+epoch = self._seek_epoch",
+            "-set_read_offset = self._read_offset.__setitem__",
+            "-set_read_offset(tp, offset)",
+            "+self._delivered(tp, offset, epoch)",
             # the same code, formatted differently
             "-ait = cast(AsyncIterator, getmany(timeout=1.0))",
             "+ait = getmany(timeout=1.0)",
@@ -491,3 +498,80 @@ def test_partition_progress_counts_what_is_in_flight(app: faust.App) -> None:
     progress = fastlane.partition_progress(app)
     assert {tp: p.in_flight for tp, p in progress.items()} == {p0: 0, p1: 1, p2: 1, p3: 2}
     assert progress[p0].committed == 10 and progress[p0].highwater == 20
+
+
+def _in_order_consumer(app: faust.App) -> tuple[Any, dict[TP, int]]:
+    async def handler(messages: list[Any]) -> None:
+        return None
+
+    _bulk(app, handler)  # makes TOPIC an acked topic
+    consumer = app.consumer
+    sought: dict[TP, int] = {}
+
+    async def _seek(tp: TP, offset: int) -> None:
+        sought[tp] = offset
+
+    consumer._seek = _seek  # type: ignore[method-assign]
+    return consumer, sought
+
+
+def test_delivery_is_in_offset_order_and_a_jump_is_reread(app: faust.App) -> None:
+    """A message past the next expected offset is not delivered: its partition is
+    reread from the missing offset (an agent that applied it would skip the missing
+    one for good: every agent skips offsets at or below the last it applied)."""
+    consumer, sought = _in_order_consumer(app)
+    tp = TP(TOPIC, 0)
+    run = asyncio.get_event_loop().run_until_complete
+
+    assert run(consumer._in_order(tp, message(5)))  # nothing expected yet
+    consumer._delivered(tp, 5, consumer._seek_epoch)
+    assert consumer._expected[tp] == 6
+    assert not run(consumer._in_order(tp, message(8)))  # 6 and 7 missing
+    assert sought == {tp: 6} and consumer._expected[tp] == 6
+    sought.clear()
+    assert not run(consumer._in_order(tp, message(9)))  # same fetch: one seek
+    assert sought == {}
+    assert run(consumer._in_order(tp, message(6)))
+
+
+def test_a_jump_that_rereading_confirms_is_accepted(app: faust.App) -> None:
+    """Offsets that do not exist (transaction markers, compaction) are jumped over once
+    the reread from the missing offset started past them."""
+    consumer, sought = _in_order_consumer(app)
+    tp = TP(TOPIC, 0)
+    run = asyncio.get_event_loop().run_until_complete
+    consumer._delivered(tp, 5, consumer._seek_epoch)
+    assert not run(consumer._in_order(tp, message(8)))
+    assert sought == {tp: 6}
+    consumer._jumped.clear()  # the next fetch, from offset 6
+    assert run(consumer._in_order(tp, message(8)))
+
+
+def test_a_message_from_before_a_rebalance_is_not_delivered(app: faust.App) -> None:
+    consumer, _ = _in_order_consumer(app)
+    app.consumer_generation_id = 3
+    run = asyncio.get_event_loop().run_until_complete
+    assert not run(consumer._in_order(TP(TOPIC, 0), message(1, generation=2)))
+    assert run(consumer._in_order(TP(TOPIC, 0), message(1, generation=3)))
+
+
+def test_a_delivery_spanning_a_seek_does_not_move_the_offsets(app: faust.App) -> None:
+    """faust's loop set the read offset after a delivery that had waited through a
+    rebalance's seek: the messages reread from the committed offset were then
+    dropped as already read."""
+    consumer, _ = _in_order_consumer(app)
+    tp = TP(TOPIC, 0)
+    epoch = consumer._seek_epoch
+    asyncio.get_event_loop().run_until_complete(consumer.seek(tp, 10))
+    consumer._delivered(tp, 42, epoch)  # began before the seek
+    assert consumer._read_offset[tp] == 10 and consumer._expected[tp] == 10
+
+
+def test_commit_stops_at_a_missing_offset(app: faust.App) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 10
+    consumer._acked[tp] = [11, 12]  # 10 never acked
+    assert consumer._new_offset(tp) is None
+    consumer._acked[tp] = [10, 11, 12]
+    assert consumer._new_offset(tp) == 13
