@@ -521,6 +521,45 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             return None
         return cast(int | None, super()._new_offset(tp))
 
+    # ---- messages cleared from agents' queues at a rebalance ---------------------------
+    # A message shared by two agents is acked (final) only when both acked it. When a
+    # rebalance clears one agent's queue, that agent's share is never acked, while the
+    # other agent read (tracked) the message: faust's rebalance then waited for it
+    # forever. Once only cleared shares are left, the message is untracked — not acked:
+    # it is not committed, and the rebalance rereads it from the committed offset.
+
+    @property
+    def _cleared(self) -> dict[int, tuple[Message, int]]:
+        """Messages cleared from queues at the last rebalance: (message, shares)."""
+        cleared: dict[int, tuple[Message, int]] | None = self.__dict__.get("_cleared_msgs")
+        if cleared is None:
+            cleared = self.__dict__["_cleared_msgs"] = {}
+        return cleared
+
+    def note_cleared(self, messages: Iterable[Message]) -> None:
+        """Record `messages` as dropped from one agent's queue each."""
+        cleared = self._cleared
+        for message in messages:
+            _, shares = cleared.get(id(message), (message, 0))
+            cleared[id(message)] = (message, shares + 1)
+        self._release_cleared()
+
+    def _release_cleared(self) -> None:
+        """Untrack each cleared message whose only unacked shares are cleared ones."""
+        unacked = self._unacked_messages
+        for key, (message, shares) in list(self._cleared.items()):
+            if message.acked or message not in unacked:
+                del self._cleared[key]
+            elif message.refcount <= shares:
+                unacked.discard(message)
+                del self._cleared[key]
+
+    def _clean_unacked_messages(self) -> None:
+        """faust's cleanup (called every second while a rebalance waits for in-flight
+        messages), and the cleared messages no agent will ack."""
+        super()._clean_unacked_messages()
+        self._release_cleared()
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """faust's getmany, except that a fetched record is never dropped silently.
 
@@ -583,6 +622,23 @@ class FastDrainTransport(aiokafka_driver.Transport):
 def install(app: faust.App) -> None:
     """Make `app` consume with FastDrainConsumer (before the app starts)."""
     app.transport = FastDrainTransport(app.conf.broker_consumer, app)
+    flow_control = app.flow_control
+    clear_queues = flow_control.clear
+
+    def clear_and_note() -> None:
+        # The agents' queues hold events (the bulk buffer, messages: its own release).
+        dropped = [
+            item.message
+            for queue in list(cast(Any, flow_control)._queues)
+            if not isinstance(queue, BulkBuffer)
+            for item in list(getattr(queue, "_queue", ()))
+            if isinstance(getattr(item, "message", None), Message)
+        ]
+        clear_queues()
+        if dropped:
+            cast(FastDrainConsumer, app.consumer).note_cleared(dropped)
+
+    flow_control.clear = clear_and_note  # type: ignore[method-assign]
 
 
 # How long a partition must stay behind its end with nothing in flight before it is

@@ -575,3 +575,29 @@ def test_commit_stops_at_a_missing_offset(app: faust.App) -> None:
     assert consumer._new_offset(tp) is None
     consumer._acked[tp] = [10, 11, 12]
     assert consumer._new_offset(tp) == 13
+
+
+class _Event:
+    def __init__(self, msg: ConsumerMessage) -> None:
+        self.message = msg
+
+
+def test_a_message_cleared_from_an_agent_queue_stops_being_waited_for(
+    app: faust.App,
+) -> None:
+    """Two agents share a topic; a rebalance clears one's queue after the other read
+    the message: the rebalance must stop waiting for it once the reader is done —
+    without acking it (it is reread from the committed offset)."""
+    consumer = app.consumer
+    queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    m = message(4)
+    m.incref(2)
+    consumer.unacked.add(m)  # read (tracked) by the other agent, still processing
+    queue.put_nowait(_Event(m))
+    app.flow_control.clear()  # a rebalance
+    assert queue.empty()
+    assert m in consumer.unacked  # the other agent is still on it
+    assert not m.ack(consumer)  # now it is done
+    consumer._clean_unacked_messages()  # faust's wait loop, every second
+    assert m not in consumer.unacked and not m.acked
+    assert not consumer._acked[TP(TOPIC, 0)]  # nothing committable
