@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from streams import fastlane
+from streams import consumer, fastlane
 from streams.settings import Settings
 
 # Large enough for router output batches and oversized inputs that must be read
@@ -40,12 +40,12 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
-    # The consumer without faust's per-message wait_first (see streams.fastlane), and
+    # The consumer without faust's per-message wait_first (see streams.consumer), and
     # the root logger kept at our level (faust.Worker sets it to DEBUG).
-    fastlane.install(app)
+    consumer.install(app)
     fastlane.keep_root_log_level(app, settings.log_level)
     # An input partition left behind with nothing in flight is read again.
-    fastlane.guard_stalled_partitions(app)
+    consumer.guard_stalled_partitions(app)
     return app
 
 

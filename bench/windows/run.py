@@ -482,10 +482,10 @@ def faust_stream_child() -> None:
     take_events (StreamAgentConsumer), and the root logger left at DEBUG as faust.Worker
     sets it. Everything else (the processor, its changelog writes, the idle timer) is
     the current code."""
-    from streams import cli, fastlane
+    from streams import cli, consumer, fastlane
     from streams.agents import window_agent
 
-    fastlane.install = lambda app: None
+    consumer.install = lambda app: None
     fastlane.keep_root_log_level = lambda app, level: None
     window_agent.BulkConsumer = StreamAgentConsumer  # type: ignore[assignment,misc]
     cli.main(["worker"])

@@ -1,51 +1,21 @@
 """streams.fastlane without a broker: the bulk buffer, the bulk topic's delivery, the
 acks (only after the handler returned, none when it raised), the stale-message
-filter, and the consumer's fetch loop (direct delivery unless the flow is suspended,
-and nothing else changed from faust's loop)."""
+filter, and messages dropped at a rebalance no longer waited for."""
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import gc
-import inspect
 import logging
-import re
-import textwrap
 import weakref
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import faust
-import pytest
-from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
-from faust.types.tuples import ConsumerMessage
 
 from streams import fastlane
-from streams.fastlane import BulkBuffer, BulkConsumer, BulkTopic, FastDrainConsumer
-
-TOPIC = "t.engine.executions"
-
-
-def message(
-    offset: int, partition: int = 0, generation: int = 0, value: bytes = b"{}"
-) -> ConsumerMessage:
-    return ConsumerMessage(
-        TOPIC, partition, offset, 0.0, 0, None, b"k", value, None,
-        tp=TP(TOPIC, partition), generation_id=generation,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def app() -> Iterator[faust.App]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    app = faust.App("fastlane-test", broker="kafka://127.0.0.1:1", autodiscover=False)
-    fastlane.install(app)
-    yield app
-    loop.close()
-    asyncio.set_event_loop(None)
+from streams.fastlane import BulkBuffer, BulkTopic
+from tests.unit.faust_app import TOPIC, bulk_consumer, message
 
 
 def test_buffer_takes_batches_in_order_and_reports_full() -> None:
@@ -125,14 +95,6 @@ def test_bulk_topic_delivers_the_raw_message(app: faust.App) -> None:
     assert (topic.key_type, topic.value_type) != (plain.key_type, plain.value_type)
 
 
-def _bulk(app: faust.App, handler: Any) -> BulkConsumer:
-    bulk = BulkConsumer(app, [TOPIC], handler, max_batch=10, within_s=0.0, name="test")
-    loop = asyncio.get_event_loop()
-    loop.run_until_complete(app.topics._update_indices())  # as at subscription
-    assert app.topics.acks_enabled_for(TOPIC)
-    return bulk
-
-
 def test_acks_only_after_the_handler_returned(app: faust.App) -> None:
     consumer = app.consumer
     seen_unacked: list[int] = []
@@ -143,7 +105,7 @@ def test_acks_only_after_the_handler_returned(app: faust.App) -> None:
         seen_unacked.extend(m.offset for m in messages if m in consumer.unacked)
         assert not any(m.acked for m in messages)
 
-    bulk = _bulk(app, handler)
+    bulk = bulk_consumer(app, handler)
     batch = [message(i) for i in range(3)]
     for m in batch:
         m.incref()  # as the conductor does for each channel
@@ -159,7 +121,7 @@ def test_a_failed_batch_is_not_acked(app: faust.App) -> None:
     async def handler(messages: list[Any]) -> None:
         raise ValueError("boom")
 
-    bulk = _bulk(app, handler)
+    bulk = bulk_consumer(app, handler)
     batch = [message(i) for i in range(3)]
     for m in batch:
         m.incref()
@@ -176,7 +138,7 @@ def test_a_message_shared_with_another_channel_is_acked_by_the_last_one(
     async def handler(messages: list[Any]) -> None:
         return None
 
-    bulk = _bulk(app, handler)
+    bulk = bulk_consumer(app, handler)
     shared = message(0)
     shared.incref(2)  # delivered to this channel and to an ordinary agent's
     asyncio.get_event_loop().run_until_complete(bulk.deliver([shared]))
@@ -186,7 +148,7 @@ def test_a_message_shared_with_another_channel_is_acked_by_the_last_one(
 
 
 def test_messages_from_before_a_rebalance_are_dropped(app: faust.App) -> None:
-    bulk = _bulk(app, lambda messages: None)
+    bulk = bulk_consumer(app, lambda messages: None)
     app.flow_control.resume()  # as after an assignment
     app.consumer_generation_id = 2
     fresh, stale = message(1, generation=2), message(0, generation=1)
@@ -196,106 +158,6 @@ def test_messages_from_before_a_rebalance_are_dropped(app: faust.App) -> None:
     assert bulk._current([fresh]) == []
 
 
-def test_install_makes_the_app_consume_with_the_fast_consumer(app: faust.App) -> None:
-    assert isinstance(app.consumer, FastDrainConsumer)
-
-
-class _Fetcher:
-    def __init__(self) -> None:
-        self._stopped = asyncio.Event()
-
-
-def _drain(app: faust.App, suspended: bool) -> tuple[list[int], list[str], dict[Any, Any]]:
-    consumer = app.consumer
-    delivered: list[int] = []
-    how: list[str] = []
-    fetcher = _Fetcher()
-
-    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Any]]:
-        for i in range(3):
-            yield TP(TOPIC, 0), message(i)
-        fetcher._stopped.set()  # one round only
-
-    async def callback(msg: Any) -> None:
-        delivered.append(msg.offset)
-
-    async def wait_first(*coros: Any, **kwargs: Any) -> None:
-        how.append("wait_first")
-        await coros[0]
-        coros[1].close()
-
-    consumer.getmany = getmany  # type: ignore[method-assign]
-    consumer.callback = callback
-    consumer.wait_first = wait_first  # type: ignore[method-assign]
-    if suspended:
-        consumer.suspend_flow.set()
-    asyncio.get_event_loop().run_until_complete(
-        consumer._drain_messages(fetcher)  # type: ignore[arg-type]
-    )
-    return delivered, how, dict(consumer._read_offset)
-
-
-def test_drain_delivers_directly_while_the_flow_runs(app: faust.App) -> None:
-    delivered, how, offsets = _drain(app, suspended=False)
-    assert delivered == [0, 1, 2]
-    assert how == []
-    assert offsets[TP(TOPIC, 0)] == 2
-
-
-def test_drain_uses_faust_wait_first_when_the_flow_is_suspended(app: faust.App) -> None:
-    delivered, how, _ = _drain(app, suspended=True)
-    assert delivered == [0, 1, 2]
-    assert how == ["wait_first"] * 3
-
-
-def _code_lines(function: Any) -> list[str]:
-    source = textwrap.dedent(inspect.getsource(function))
-    lines = []
-    for line in source.splitlines():
-        line = re.sub(r"\s+#.*$", "", line).rstrip()
-        if line.strip() and not line.strip().startswith("#"):
-            lines.append(line.strip())
-    return lines
-
-
-def test_drain_loop_differs_from_faust_only_where_intended() -> None:
-    """If faust's loop changes (an upgrade), this fails: re-derive the patch."""
-    ours = _code_lines(FastDrainConsumer._drain_messages)
-    theirs = _code_lines(FaustConsumer._drain_messages)
-    changed = [
-        line
-        for line in difflib.unified_diff(theirs, ours, lineterm="", n=0)
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
-    ]
-    assert sorted(changed) == sorted(
-        [
-            # one delivery: direct unless the flow is suspended
-            "-await self.wait_first(",
-            "-callback(message), self.suspend_flow.wait()",
-            "-)",
-            "+if suspended():",
-            "+await self.wait_first(callback(message), self.suspend_flow.wait())",
-            "+else:",
-            "+await callback(message)",
-            # a local for the check above
-            "+suspended = self.suspend_flow.is_set",
-            # in-order delivery (see FastDrainConsumer._in_order and _delivered)
-            "+if not await self._in_order(tp, message):",
-            "+continue",
-            "+epoch = self._seek_epoch",
-            "-set_read_offset = self._read_offset.__setitem__",
-            "-set_read_offset(tp, offset)",
-            "+self._delivered(tp, offset, epoch)",
-            # the same code, formatted differently
-            "-ait = cast(AsyncIterator, getmany(timeout=1.0))",
-            "+ait = getmany(timeout=1.0)",
-            "-if commit_every is not None:",
-            "-if self._n_acked >= commit_every:",
-            "+if commit_every is not None and self._n_acked >= commit_every:",
-        ]
-    ), changed
-
-
 def test_no_reference_to_a_delivered_batch_outlives_it(app: faust.App) -> None:
     """A message another channel never acks (a rebalance cleared its queue) leaves
     faust's in-flight WeakSet only as garbage: the drainer must not keep it alive."""
@@ -303,7 +165,7 @@ def test_no_reference_to_a_delivered_batch_outlives_it(app: faust.App) -> None:
     async def handler(messages: list[Any]) -> None:
         return None
 
-    bulk = _bulk(app, handler)
+    bulk = bulk_consumer(app, handler)
     app.flow_control.resume()
     shared = message(0)
     shared.incref(2)  # this channel's share and another's, which never acks
@@ -376,7 +238,7 @@ def test_a_dropped_message_another_channel_tracked_stops_being_waited_for(
     async def handler(messages: list[Any]) -> None:
         return None
 
-    bulk = _bulk(app, handler)
+    bulk = bulk_consumer(app, handler)
     consumer = app.consumer
     done_elsewhere, still_elsewhere, only_here = message(0), message(1), message(2)
     for m in (done_elsewhere, still_elsewhere):
@@ -386,218 +248,32 @@ def test_a_dropped_message_another_channel_tracked_stops_being_waited_for(
     for m in (done_elsewhere, still_elsewhere, only_here):
         bulk.buffer.put_nowait_enhanced(m)
     assert not done_elsewhere.ack(consumer)  # the other agent's ack: not final
-    bulk.buffer.clear()  # faust's flow control, on a rebalance
+    app.flow_control.clear()  # a rebalance: the worker's consumer notes what it drops
 
-    bulk._release()
+    assert not bulk.buffer.messages
     assert set(consumer.unacked) == {still_elsewhere}  # the other agent is still on it
-    assert bulk.buffer.dropped == [still_elsewhere]
     assert not still_elsewhere.ack(consumer)  # now it is done too
-    bulk._release()
-    assert not consumer.unacked and not bulk.buffer.dropped
+    consumer._clean_unacked_messages()  # faust's wait for in-flight messages, each second
+    assert not consumer.unacked
     assert not any(m.acked for m in (done_elsewhere, still_elsewhere, only_here))
     assert not consumer._acked[TP(TOPIC, 0)]  # nothing committable
 
 
-class _Record:
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-
-
-def _getmany(
-    app: faust.App,
-    records: dict[TP, list[int]],
-    active: set[TP] | None,
-    on_yield: Any = None,
-) -> tuple[list[tuple[TP, int]], dict[TP, int]]:
-    """Run FastDrainConsumer.getmany over `records` (offsets per partition): what it
-    yielded, and where it sought back to."""
-    consumer = app.consumer
-    sought: dict[TP, int] = {}
-
-    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
-        return {tp: [_Record(o) for o in offsets] for tp, offsets in records.items()}, active
-
-    async def seek(tp: TP, offset: int) -> None:
-        sought[tp] = offset
-
-    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
-    consumer._to_message = lambda tp, record: (tp, record.offset)  # type: ignore[method-assign]
-    consumer.highwater = lambda tp: 100  # type: ignore[method-assign]
-    consumer.seek = seek  # type: ignore[method-assign]
-    consumer.assignment = lambda: set(records)  # type: ignore[method-assign]
-    consumer.flow_active = True
-    yielded: list[tuple[TP, int]] = []
-
-    async def run() -> None:
-        async for _tp, msg in consumer.getmany(timeout=1.0):
-            yielded.append(msg)
-            if on_yield is not None:
-                on_yield(consumer, len(yielded))
-
-    asyncio.get_event_loop().run_until_complete(run())
-    return yielded, sought
-
-
-A, B = TP(TOPIC, 0), TP(TOPIC, 1)
-
-
-def test_getmany_rereads_a_partition_fetched_while_not_active(app: faust.App) -> None:
-    """faust dropped such records with the client's position already past them: the
-    partition's committed offset then stayed behind (seen at a worker's start)."""
-    yielded, sought = _getmany(app, {A: [5, 6, 7], B: [10, 11]}, active={B})
-    assert yielded == [(B, 10), (B, 11)]
-    assert sought == {A: 5}
-
-
-def test_getmany_rereads_what_was_left_when_the_flow_stopped(app: faust.App) -> None:
-    def stop_after_first(consumer: Any, n: int) -> None:
-        consumer.flow_active = False
-
-    yielded, sought = _getmany(app, {A: [5, 6], B: [10, 11]}, None, stop_after_first)
-    assert len(yielded) == 1
-    first_tp, first_offset = yielded[0]
-    rest = {A: [5, 6], B: [10, 11]}
-    rest[first_tp] = [o for o in rest[first_tp] if o > first_offset]
-    assert sought == {tp: offsets[0] for tp, offsets in rest.items() if offsets}
-
-
-def test_getmany_leaves_a_new_generation_to_the_rebalance(app: faust.App) -> None:
-    def rebalance(consumer: Any, n: int) -> None:
-        consumer.app.consumer_generation_id += 1
-
-    yielded, sought = _getmany(app, {A: [5, 6, 7]}, None, rebalance)
-    assert yielded == [(A, 5)]
-    assert sought == {}  # faust seeks every partition to its committed offset itself
-
-
-def test_getmany_delivers_everything_when_nothing_stands_in_the_way(app: faust.App) -> None:
-    yielded, sought = _getmany(app, {A: [1, 2], B: [3]}, active={A, B})
-    assert sorted(yielded) == [(A, 1), (A, 2), (B, 3)]
-    assert sought == {}
-
-
-def test_partition_progress_counts_what_is_in_flight(app: faust.App) -> None:
-    """Queued for the bulk agent, tracked and not acked, or acked and not committed:
-    each keeps its partition from being called stalled (streams.stall_guard)."""
+def test_stale_messages_taken_from_the_buffer_stop_being_waited_for(app: faust.App) -> None:
+    """Fetched before a rebalance, taken after it: dropped unacked, and no longer
+    waited for once only this channel's share is left."""
 
     async def handler(messages: list[Any]) -> None:
-        return None
+        raise AssertionError("nothing current to deliver")
 
-    bulk = _bulk(app, handler)
+    bulk = bulk_consumer(app, handler)
     consumer = app.consumer
-    p0, p1, p2, p3 = (TP(TOPIC, p) for p in range(4))
-    queued = message(7, partition=1)
-    bulk.buffer.put_nowait_enhanced(queued)
-    tracked = message(3, partition=2)
-    consumer.unacked.add(tracked)
-    consumer._acked[p3] = [4, 5]
-    consumer._committed_offset.update({p0: 10, p1: 7, p2: 3, p3: 4})
-    consumer.assignment = lambda: {p0, p1, p2, p3}  # type: ignore[method-assign]
-    consumer.highwater = lambda tp: 20  # type: ignore[method-assign]
-
-    progress = fastlane.partition_progress(app)
-    assert {tp: p.in_flight for tp, p in progress.items()} == {p0: 0, p1: 1, p2: 1, p3: 2}
-    assert progress[p0].committed == 10 and progress[p0].highwater == 20
-
-
-def _in_order_consumer(app: faust.App) -> tuple[Any, dict[TP, int]]:
-    async def handler(messages: list[Any]) -> None:
-        return None
-
-    _bulk(app, handler)  # makes TOPIC an acked topic
-    consumer = app.consumer
-    sought: dict[TP, int] = {}
-
-    async def _seek(tp: TP, offset: int) -> None:
-        sought[tp] = offset
-
-    consumer._seek = _seek  # type: ignore[method-assign]
-    return consumer, sought
-
-
-def test_delivery_is_in_offset_order_and_a_jump_is_reread(app: faust.App) -> None:
-    """A message past the next expected offset is not delivered: its partition is
-    reread from the missing offset (an agent that applied it would skip the missing
-    one for good: every agent skips offsets at or below the last it applied)."""
-    consumer, sought = _in_order_consumer(app)
-    tp = TP(TOPIC, 0)
-    run = asyncio.get_event_loop().run_until_complete
-
-    assert run(consumer._in_order(tp, message(5)))  # nothing expected yet
-    consumer._delivered(tp, 5, consumer._seek_epoch)
-    assert consumer._expected[tp] == 6
-    assert not run(consumer._in_order(tp, message(8)))  # 6 and 7 missing
-    assert sought == {tp: 6} and consumer._expected[tp] == 6
-    sought.clear()
-    assert not run(consumer._in_order(tp, message(9)))  # same fetch: one seek
-    assert sought == {}
-    assert run(consumer._in_order(tp, message(6)))
-
-
-def test_a_jump_that_rereading_confirms_is_accepted(app: faust.App) -> None:
-    """Offsets that do not exist (transaction markers, compaction) are jumped over once
-    the reread from the missing offset started past them."""
-    consumer, sought = _in_order_consumer(app)
-    tp = TP(TOPIC, 0)
-    run = asyncio.get_event_loop().run_until_complete
-    consumer._delivered(tp, 5, consumer._seek_epoch)
-    assert not run(consumer._in_order(tp, message(8)))
-    assert sought == {tp: 6}
-    consumer._jumped.clear()  # the next fetch, from offset 6
-    assert run(consumer._in_order(tp, message(8)))
-
-
-def test_a_message_from_before_a_rebalance_is_not_delivered(app: faust.App) -> None:
-    consumer, _ = _in_order_consumer(app)
-    app.consumer_generation_id = 3
-    run = asyncio.get_event_loop().run_until_complete
-    assert not run(consumer._in_order(TP(TOPIC, 0), message(1, generation=2)))
-    assert run(consumer._in_order(TP(TOPIC, 0), message(1, generation=3)))
-
-
-def test_a_delivery_spanning_a_seek_does_not_move_the_offsets(app: faust.App) -> None:
-    """faust's loop set the read offset after a delivery that had waited through a
-    rebalance's seek: the messages reread from the committed offset were then
-    dropped as already read."""
-    consumer, _ = _in_order_consumer(app)
-    tp = TP(TOPIC, 0)
-    epoch = consumer._seek_epoch
-    asyncio.get_event_loop().run_until_complete(consumer.seek(tp, 10))
-    consumer._delivered(tp, 42, epoch)  # began before the seek
-    assert consumer._read_offset[tp] == 10 and consumer._expected[tp] == 10
-
-
-def test_commit_stops_at_a_missing_offset(app: faust.App) -> None:
-    consumer = app.consumer
-    tp = TP(TOPIC, 0)
-    consumer._committed_offset[tp] = 10
-    consumer._acked[tp] = [11, 12]  # 10 never acked
-    assert consumer._new_offset(tp) is None
-    consumer._acked[tp] = [10, 11, 12]
-    assert consumer._new_offset(tp) == 13
-
-
-class _Event:
-    def __init__(self, msg: ConsumerMessage) -> None:
-        self.message = msg
-
-
-def test_a_message_cleared_from_an_agent_queue_stops_being_waited_for(
-    app: faust.App,
-) -> None:
-    """Two agents share a topic; a rebalance clears one's queue after the other read
-    the message: the rebalance must stop waiting for it once the reader is done —
-    without acking it (it is reread from the committed offset)."""
-    consumer = app.consumer
-    queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
-    m = message(4)
-    m.incref(2)
-    consumer.unacked.add(m)  # read (tracked) by the other agent, still processing
-    queue.put_nowait(_Event(m))
-    app.flow_control.clear()  # a rebalance
-    assert queue.empty()
-    assert m in consumer.unacked  # the other agent is still on it
-    assert not m.ack(consumer)  # now it is done
-    consumer._clean_unacked_messages()  # faust's wait loop, every second
-    assert m not in consumer.unacked and not m.acked
-    assert not consumer._acked[TP(TOPIC, 0)]  # nothing committable
+    app.flow_control.resume()
+    app.consumer_generation_id = 2
+    stale = message(0, generation=1)
+    stale.incref(2)
+    consumer.unacked.add(stale)  # read by the other agent's stream
+    assert not stale.ack(consumer)  # and acked there
+    asyncio.get_event_loop().run_until_complete(bulk._deliver_current([stale]))
+    assert bulk.stale_dropped == 1
+    assert stale not in consumer.unacked and not stale.acked

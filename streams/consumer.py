@@ -1,0 +1,388 @@
+"""The worker's Kafka consumer: faust's aiokafka Consumer with a cheaper fetch loop and
+delivery that never loses a message on the way to the agents.
+
+* `FastDrainConsumer._drain_messages`: each delivery awaited directly instead of
+  through faust's per-message `wait_first` (see the class).
+* In-order delivery per partition, a commit that stops at a missing offset, a fetch
+  that never drops records silently, and shared messages cleared at a rebalance no
+  longer waited for (see the sections of the class).
+* `guard_stalled_partitions`: rereads a partition left behind (streams.stall_guard).
+
+`install` makes an app use it; streams.fastlane's bulk agents sit on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, cast
+
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, Message
+from mode import Service, ServiceT
+
+from streams.fastlane import BulkBuffer
+from streams.stall_guard import PartitionProgress, StallGuard
+
+log = logging.getLogger(__name__)
+
+
+class FastDrainConsumer(aiokafka_driver.Consumer):
+    """faust's aiokafka Consumer, with one change to `_drain_messages` (the fetch loop).
+
+    faust delivers every fetched message with
+    `await self.wait_first(callback(message), self.suspend_flow.wait())`: four tasks
+    (the delivery, suspend_flow, stopped, crashed), an asyncio.wait and three
+    cancellations per message, so that a delivery blocked on a full agent queue can
+    be abandoned when a rebalance suspends the flow. That was the largest single cost
+    of a busy worker. Here the delivery is awaited directly while the flow is not
+    suspended; when it is, faust's `wait_first` is used, exactly as before. A
+    delivery blocked when a rebalance starts ends as it did before: faust stops the
+    fetcher (cancelling it) before it revokes partitions, and clears the queues.
+    Everything else is faust 0.15.3's loop unchanged.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # In-order delivery (see _in_order): per partition, the next offset to deliver;
+        # seeks counted, so that a delivery spanning one does not move the offsets;
+        # per partition its last reread (seek epoch, offset); partitions reread since
+        # the current fetch began.
+        self._expected: dict[TP, int] = {}
+        self._seek_epoch = 0
+        self._rewound: dict[TP, tuple[int, int]] = {}
+        self._jumped: set[TP] = set()
+        # Messages cleared from agents' queues at a rebalance: (message, shares).
+        self._cleared: dict[int, tuple[Message, int]] = {}
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        suspended = self.suspend_flow.is_set
+
+        get_read_offset = self._read_offset.__getitem__
+        flag_consumer_fetching = CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        if not await self._in_order(tp, message):
+                            continue
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset:
+                                acks_enabled = acks_enabled_for(message.topic)
+                                if acks_enabled:
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            epoch = self._seek_epoch
+                            if suspended():
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            else:
+                                # The one change: see the class docstring.
+                                await callback(message)
+                            self._delivered(tp, offset, epoch)
+                        else:
+                            self.log.dev(
+                                "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                offset,
+                                message.key,
+                                message.value,
+                            )
+                    unset_flag(flag_consumer_fetching)
+
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+    # ---- in-order delivery ------------------------------------------------------------
+    # Every agent of this project skips a message at or below the last offset it applied
+    # (ledgers, checkpoints, clocks), and faust commits a partition one offset past a
+    # single missing one (`_new_offset`): a message skipped on the way to the agents was
+    # lost for good. So each acked partition is delivered strictly in offset order from
+    # where it was last sought; a jump is reread from the missing offset.
+
+
+    async def _in_order(self, tp: TP, message: Message) -> bool:
+        """Whether `message` is the next to deliver of its partition. One fetched before
+        a rebalance is not (the rebalance rereads from the committed offsets); after a
+        jump past the expected offset, the partition is reread from there."""
+        if message.generation_id != self.app.consumer_generation_id:
+            return False
+        if not self.app.topics.acks_enabled_for(message.topic):
+            return True  # table changelogs: compacted, with gaps of their own
+        want = self._expected.get(tp)
+        if want is None or message.offset <= want:
+            return True  # below: faust's read offset drops the duplicate
+        if tp in self._jumped:
+            return False  # the rest of the fetch that jumped
+        if self._rewound.get(tp) == (self._seek_epoch, want):
+            # Reread from `want` and this came first: those offsets do not exist
+            # (transaction markers, compaction).
+            return True
+        log.info("rereading %s[%d] from %d: offset %d came first",
+                 tp.topic, tp.partition, want, message.offset)
+        self._jumped.add(tp)
+        await self.seek(tp, want)
+        self._rewound[tp] = (self._seek_epoch, want)
+        return False
+
+    def _delivered(self, tp: TP, offset: int, epoch: int) -> None:
+        """Record `offset` as delivered, unless a seek happened while it was (the seek's
+        offsets win: faust's loop let a late delivery overwrite them, and the messages
+        reread after the seek were then dropped as already read)."""
+        if epoch != self._seek_epoch:
+            return
+        self._read_offset[tp] = offset
+        if self.app.topics.acks_enabled_for(tp.topic):
+            self._expected[tp] = offset + 1
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """faust's seek; delivery goes on from `offset`."""
+        await super().seek(partition, offset)
+        self._seek_epoch += 1
+        self._expected[partition] = offset
+
+    async def perform_seek(self) -> None:
+        """faust's seek of every partition to its committed offset (a rebalance);
+        delivery goes on from there."""
+        committed = await self.seek_to_committed()
+        self._read_offset.update(
+            {tp: offset if offset is not None and offset >= 0 else None
+             for tp, offset in committed.items()}
+        )
+        self._committed_offset.update(
+            {tp: offset if offset else None
+             for tp, offset in committed.items() if offset is not None}
+        )
+        self._seek_epoch += 1
+        self._expected.clear()
+        self._expected.update(
+            {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
+        )
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """faust's next offset to commit, except that a missing offset right at the
+        committed one stops it (faust passed over exactly one)."""
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
+            return None
+        return cast(int | None, super()._new_offset(tp))
+
+    # ---- messages cleared from agents' queues at a rebalance ---------------------------
+    # A message shared by two agents is acked (final) only when both acked it. When a
+    # rebalance clears one agent's queue, that agent's share is never acked, while the
+    # other agent read (tracked) the message: faust's rebalance then waited for it
+    # forever. Once only cleared shares are left, the message is untracked — not acked:
+    # it is not committed, and the rebalance rereads it from the committed offset.
+
+    def note_cleared(self, messages: Iterable[Message]) -> None:
+        """Record `messages` as dropped from one agent's queue each."""
+        cleared = self._cleared
+        for message in messages:
+            _, shares = cleared.get(id(message), (message, 0))
+            cleared[id(message)] = (message, shares + 1)
+        self._release_cleared()
+
+    def _release_cleared(self) -> None:
+        """Untrack each cleared message whose only unacked shares are cleared ones."""
+        unacked = self._unacked_messages
+        for key, (message, shares) in list(self._cleared.items()):
+            if message.acked or message not in unacked:
+                del self._cleared[key]
+            elif message.refcount <= shares:
+                unacked.discard(message)
+                del self._cleared[key]
+
+    def _clean_unacked_messages(self) -> None:
+        """faust's cleanup (called every second while a rebalance waits for in-flight
+        messages), and the cleared messages no agent will ack."""
+        super()._clean_unacked_messages()
+        self._release_cleared()
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """faust's getmany, except that a fetched record is never dropped silently.
+
+        faust drops the rest of a fetched batch when the flow stops or the generation
+        changes while it is being delivered, and any record of a partition that is not
+        active at that moment (paused, or its agent's queue full) — but the broker
+        client's position has already moved past them. A rebalance seeks every
+        partition back to its committed offset, which covers most of these; a drop
+        between that seek and the flow resuming (a worker's start) was never read
+        again, and the partition's committed offset stayed behind until new messages
+        came. Here each such partition is sought back to its first dropped record."""
+        records, active_partitions = await self._wait_next_records(timeout)
+        self._jumped.clear()
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            # faust: called while the flow is stopped; reread from the committed offsets.
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                log.warning("seeking to the committed offsets failed: %r", exc)
+            return
+        to_message = self._to_message
+        buffered = self._buffered_partitions
+        rewind: dict[TP, int] = {}
+        for tp, record in self.scheduler.iterate(records):
+            if tp in rewind:
+                continue  # after a dropped record: reread in order
+            if (
+                not self.flow_active
+                or self.app.consumer_generation_id != generation_id
+                or not (active_partitions is None or tp in active_partitions or tp in buffered)
+            ):
+                rewind[tp] = record.offset
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, to_message(tp, record)
+        if rewind:
+            await self._rewind(rewind, generation_id)
+
+    async def _rewind(self, offsets: dict[TP, int], generation_id: int) -> None:
+        """Seek each partition still assigned (same generation) back to `offsets`."""
+        if self.app.consumer_generation_id != generation_id:
+            return  # the rebalance seeks to the committed offsets itself
+        assigned = self.assignment()
+        for tp, offset in offsets.items():
+            if tp in assigned:
+                log.info("rereading %s[%d] from %d (fetched while not deliverable)",
+                         tp.topic, tp.partition, offset)
+                await self.seek(tp, offset)
+
+
+class FastDrainTransport(aiokafka_driver.Transport):
+    """faust's aiokafka transport with FastDrainConsumer."""
+
+    Consumer = FastDrainConsumer
+
+
+def install(app: faust.App) -> None:
+    """Make `app` consume with FastDrainConsumer (before the app starts)."""
+    app.transport = FastDrainTransport(app.conf.broker_consumer, app)
+    flow_control = app.flow_control
+    clear_queues = flow_control.clear
+
+    def clear_and_note() -> None:
+        # Agents' queues hold events; a bulk agent's buffer holds the messages.
+        dropped: list[Message] = []
+        for queue in list(cast(Any, flow_control)._queues):
+            if isinstance(queue, BulkBuffer):
+                dropped += queue.messages
+            else:
+                dropped += [item.message for item in list(getattr(queue, "_queue", ()))
+                            if isinstance(getattr(item, "message", None), Message)]
+        clear_queues()
+        if dropped:
+            cast(FastDrainConsumer, app.consumer).note_cleared(dropped)
+
+    flow_control.clear = clear_and_note  # type: ignore[method-assign]
+
+
+# How long a partition must stay behind its end with nothing in flight before it is
+# read again (streams.stall_guard), and how often that is checked.
+STALL_AFTER_S = 15.0
+STALL_CHECK_S = 2.0
+
+
+def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> StallGuard[TP]:
+    """Read again, from its committed offset, any input partition that stays behind its
+    end with nothing of it in flight (see streams.stall_guard for why that happens)."""
+    guard: StallGuard[TP] = StallGuard(after_s)
+
+    @app.timer(STALL_CHECK_S)
+    async def _reread_stalled_partitions() -> None:
+        consumer = cast(FastDrainConsumer, app.consumer)
+        if (app.rebalancing or app.in_recovery or not app.flow_control.is_active()
+                or not consumer.flow_active):
+            guard.reset()
+            return
+        generation = app.consumer_generation_id
+        stalled = guard.check(partition_progress(app), time.monotonic())
+        for tp in stalled:
+            committed = consumer._committed_offset.get(tp)
+            if committed is None or app.consumer_generation_id != generation:
+                continue
+            log.warning(
+                "%s[%d] stayed at committed offset %d, behind its end, with nothing in "
+                "flight for %.0f s: reading it again from there", tp.topic, tp.partition,
+                committed, after_s,
+            )
+            await consumer.seek(tp, committed)
+
+    return guard
+
+
+def partition_progress(app: faust.App) -> dict[TP, PartitionProgress]:
+    """Each assigned input partition's committed offset, end, and messages in flight
+    (queued for an agent, being processed, or acked and not yet committed)."""
+    consumer = cast(FastDrainConsumer, app.consumer)
+    in_flight: dict[TP, int] = {}
+    for tp, offsets in consumer._acked.items():
+        committed = consumer._committed_offset.get(tp)
+        if offsets and (committed is None or min(offsets) <= committed):
+            in_flight[tp] = len(offsets)  # committed at the next commit
+        # else a missing offset holds them back: nothing in flight will fill it
+    for message in list(consumer.unacked):
+        if not message.acked:
+            in_flight[message.tp] = in_flight.get(message.tp, 0) + 1
+    for channel in list(cast(Any, app.topics)._topics):
+        queue = channel.queue
+        queued = queue.messages if isinstance(queue, BulkBuffer) else list(queue._queue)
+        for item in queued:
+            queued_tp = getattr(getattr(item, "message", item), "tp", None)
+            if queued_tp is not None:
+                in_flight[queued_tp] = in_flight.get(queued_tp, 0) + 1
+    progress = {}
+    for tp in consumer.assignment():
+        if consumer._is_changelog_tp(tp):
+            continue  # read by table recovery, not by agents
+        progress[tp] = PartitionProgress(
+            committed=consumer._committed_offset.get(tp),
+            highwater=consumer.highwater(tp),
+            in_flight=in_flight.get(tp, 0),
+        )
+    return progress
