@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 import faust
@@ -55,6 +55,8 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         self._expected: dict[TP, int] = {}
         self._seek_epoch = 0
         self._rewound: dict[TP, tuple[int, int]] = {}
+        # First offset of each partition nothing was committed for (at the last seek).
+        self._log_start: dict[TP, int] = {}
         self._jumped: set[TP] = set()
         # Messages cleared from agents' queues at a rebalance: (message, shares).
         self._cleared: dict[int, tuple[Message, int]] = {}
@@ -200,12 +202,32 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         self._expected.update(
             {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
         )
+        # Nothing committed yet: read from the first offset (auto offset reset
+        # "earliest"), and the in-order rule and the commit start there. The client's
+        # position is not left as it is: records fetched and dropped before this seek
+        # (a worker's start) moved it past them, and nothing else would read them again.
+        unstarted = [tp for tp, offset in committed.items() if offset is None or offset < 0]
+        self._log_start.clear()
+        if unstarted:
+            try:
+                starts = await self.earliest_offsets(*unstarted)
+            except Exception as exc:
+                log.warning("reading the first offsets of %d partitions failed: %r",
+                            len(unstarted), exc)
+                return
+            for tp, start in starts.items():
+                await super().seek(tp, start)
+            self._log_start.update(starts)
+            self._expected.update(starts)
 
     def _new_offset(self, tp: TP) -> int | None:
         """faust's next offset to commit, except that a missing offset right at the
-        committed one stops it (faust passed over exactly one)."""
+        committed one (the first offset when nothing is committed yet) stops it: faust
+        passed over exactly one, and over any number when nothing was committed."""
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
+        if committed is None:
+            committed = self._log_start.get(tp)
         if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
             return None
         return cast(int | None, super()._new_offset(tp))
@@ -329,8 +351,9 @@ STALL_CHECK_S = 2.0
 
 
 def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> StallGuard[TP]:
-    """Read again, from its committed offset, any input partition that stays behind its
-    end with nothing of it in flight (see streams.stall_guard for why that happens)."""
+    """Read again, from its committed offset (its first offset when nothing is committed
+    yet), any input partition that stays behind its end with nothing of it in flight
+    (see streams.stall_guard for why that happens)."""
     guard: StallGuard[TP] = StallGuard(after_s)
 
     @app.timer(STALL_CHECK_S)
@@ -341,24 +364,37 @@ def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> 
             guard.reset()
             return
         generation = app.consumer_generation_id
-        stalled = guard.check(partition_progress(app), time.monotonic())
-        for tp in stalled:
-            committed = consumer._committed_offset.get(tp)
-            if committed is None or app.consumer_generation_id != generation:
+        tps = [tp for tp in consumer.assignment() if not consumer._is_changelog_tp(tp)]
+        try:
+            ends = await consumer.highwaters(*tps)
+            unstarted = [tp for tp in tps if consumer._committed_offset.get(tp) is None]
+            starts = await consumer.earliest_offsets(*unstarted) if unstarted else {}
+        except Exception as exc:  # the broker is unreachable: the next round asks again
+            log.info("reading end offsets for the stall guard failed: %r", exc)
+            return
+        if app.consumer_generation_id != generation:
+            return
+        progress = partition_progress(app, ends, starts)
+        for tp in guard.check(progress, time.monotonic()):
+            start = progress[tp].committed
+            if start is None or app.consumer_generation_id != generation:
                 continue
             log.warning(
-                "%s[%d] stayed at committed offset %d, behind its end, with nothing in "
-                "flight for %.0f s: reading it again from there", tp.topic, tp.partition,
-                committed, after_s,
+                "%s[%d] stayed at offset %d, behind its end %s, with nothing in flight for "
+                "%.0f s: reading it again from there", tp.topic, tp.partition, start,
+                progress[tp].end, after_s,
             )
-            await consumer.seek(tp, committed)
+            await consumer.seek(tp, start)
 
     return guard
 
 
-def partition_progress(app: faust.App) -> dict[TP, PartitionProgress]:
-    """Each assigned input partition's committed offset, end, and messages in flight
-    (queued for an agent, being processed, or acked and not yet committed)."""
+def partition_progress(
+    app: faust.App, ends: Mapping[TP, int], starts: Mapping[TP, int]
+) -> dict[TP, PartitionProgress]:
+    """Each assigned input partition's committed offset (from `starts`, its first
+    offset, when nothing is committed yet), end offset (from `ends`), and messages in
+    flight (queued for an agent, being processed, or acked and not yet committed)."""
     consumer = cast(FastDrainConsumer, app.consumer)
     in_flight: dict[TP, int] = {}
     for tp, offsets in consumer._acked.items():
@@ -380,9 +416,10 @@ def partition_progress(app: faust.App) -> dict[TP, PartitionProgress]:
     for tp in consumer.assignment():
         if consumer._is_changelog_tp(tp):
             continue  # read by table recovery, not by agents
+        committed = consumer._committed_offset.get(tp)
         progress[tp] = PartitionProgress(
-            committed=consumer._committed_offset.get(tp),
-            highwater=consumer.highwater(tp),
+            committed=starts.get(tp) if committed is None else committed,
+            end=ends.get(tp),
             in_flight=in_flight.get(tp, 0),
         )
     return progress

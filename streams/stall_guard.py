@@ -1,6 +1,6 @@
 """Which input partitions are stalled: behind their end, with nothing on the way.
 
-A partition whose committed offset stays below its high watermark while nothing of it
+A partition whose committed offset stays below its end offset while nothing of it
 is in flight (no message waiting in an agent's queue, none being processed, none acked
 and not yet committed) will never commit again on its own: the consumer's position is
 past messages no agent received. faust can end up there around a worker's start (its
@@ -12,7 +12,11 @@ worker then reads it again from its committed offset. Every agent of this projec
 tolerates reading a message twice (ledgers, applied offsets, ids), so a false alarm
 costs a re-read, never a duplicate.
 
-Pure logic, no faust: the worker's timer feeds it snapshots (streams.fastlane).
+The end offsets come from the broker, not from the last fetch: a partition the
+consumer no longer fetches has no fresh high watermark, and a partition nothing was
+committed for yet counts from its first offset, so neither hides a stall.
+
+Pure logic, no faust: the worker's timer feeds it snapshots (streams.consumer).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ K = TypeVar("K", bound=Hashable)  # a partition's name
 class PartitionProgress:
     """One partition as the consumer sees it at one moment."""
 
-    committed: int | None  # next offset to commit (None: nothing committed yet)
-    highwater: int | None  # the partition's end as last fetched (None: unknown)
+    # Where a reread starts: the next offset to commit, or the partition's first offset
+    # when nothing is committed yet (None: unknown).
+    committed: int | None
+    end: int | None  # the partition's end offset, as the broker reports it (None: unknown)
     in_flight: int  # its messages queued, being processed, or acked but not committed
 
 
@@ -58,8 +64,8 @@ class StallGuard(Generic[K]):
         for tp, p in progress.items():
             behind = (
                 p.committed is not None
-                and p.highwater is not None
-                and p.highwater > p.committed
+                and p.end is not None
+                and p.end > p.committed
                 and p.in_flight == 0
             )
             if not behind:

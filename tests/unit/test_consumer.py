@@ -21,6 +21,7 @@ from faust.types.tuples import ConsumerMessage
 
 from streams import consumer as consumer_module
 from streams.consumer import FastDrainConsumer
+from streams.stall_guard import PartitionProgress, StallGuard
 from tests.unit.faust_app import TOPIC, bulk_consumer, message
 
 
@@ -219,11 +220,29 @@ def test_partition_progress_counts_what_is_in_flight(app: faust.App) -> None:
     consumer._acked[p3] = [4, 5]
     consumer._committed_offset.update({p0: 10, p1: 7, p2: 3, p3: 4})
     consumer.assignment = lambda: {p0, p1, p2, p3}  # type: ignore[method-assign]
-    consumer.highwater = lambda tp: 20  # type: ignore[method-assign]
 
-    progress = consumer_module.partition_progress(app)
+    ends = {tp: 20 for tp in (p0, p1, p2, p3)}
+    progress = consumer_module.partition_progress(app, ends, starts={})
     assert {tp: p.in_flight for tp, p in progress.items()} == {p0: 0, p1: 1, p2: 1, p3: 2}
-    assert progress[p0].committed == 10 and progress[p0].highwater == 20
+    assert progress[p0].committed == 10 and progress[p0].end == 20
+
+
+def test_partition_progress_counts_an_uncommitted_partition_from_its_first_offset(
+    app: faust.App,
+) -> None:
+    """Nothing committed yet is no reason to look away: the partition is behind from
+    its first offset (a worker that died before its first commit left it so)."""
+    consumer = app.consumer
+    p0, p1 = TP(TOPIC, 0), TP(TOPIC, 1)
+    consumer._committed_offset.update({p1: 9})
+    consumer.assignment = lambda: {p0, p1}  # type: ignore[method-assign]
+
+    progress = consumer_module.partition_progress(app, {p0: 49, p1: 49}, starts={p0: 3})
+    assert progress[p0] == PartitionProgress(committed=3, end=49, in_flight=0)
+    assert progress[p1] == PartitionProgress(committed=9, end=49, in_flight=0)
+    guard: StallGuard[TP] = StallGuard(after_s=1.0)
+    guard.check(progress, now=0.0)
+    assert sorted(guard.check(progress, now=1.0)) == [p0, p1]
 
 
 def _in_order_consumer(app: faust.App) -> tuple[Any, dict[TP, int]]:
@@ -301,6 +320,39 @@ def test_commit_stops_at_a_missing_offset(app: faust.App) -> None:
     assert consumer._new_offset(tp) is None
     consumer._acked[tp] = [10, 11, 12]
     assert consumer._new_offset(tp) == 13
+
+
+def test_with_nothing_committed_delivery_and_commit_start_at_the_first_offset(
+    app: faust.App,
+) -> None:
+    """A partition nothing was committed for is read from its first offset: the
+    rebalance's seek goes there (faust left the client's position where it was, past
+    records fetched and dropped before), delivery expects it first, and the commit
+    waits for it (faust committed any run of acked offsets when nothing was committed
+    yet)."""
+    consumer, sought = _in_order_consumer(app)
+    done, fresh = TP(TOPIC, 0), TP(TOPIC, 1)
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {done: 40, fresh: None}
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        assert tps == (fresh,)
+        return {fresh: 3}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
+    run = asyncio.get_event_loop().run_until_complete
+    run(consumer.perform_seek())
+    assert sought == {fresh: 3}  # the client's position may be anywhere: set it
+    assert consumer._expected == {done: 40, fresh: 3}
+    sought.clear()
+    assert not run(consumer._in_order(fresh, message(20, partition=1)))
+    assert sought == {fresh: 3}
+    consumer._acked[fresh] = [20, 21]
+    assert consumer._new_offset(fresh) is None
+    consumer._acked[fresh] = [3, 4, 5]
+    assert consumer._new_offset(fresh) == 6
 
 
 class _Event:

@@ -7,7 +7,7 @@ import pytest
 
 from streams.stall_guard import PartitionProgress, StallGuard
 
-BEHIND = PartitionProgress(committed=10, highwater=15, in_flight=0)
+BEHIND = PartitionProgress(committed=10, end=15, in_flight=0)
 
 
 def test_a_partition_behind_with_nothing_in_flight_is_stalled_after_the_wait() -> None:
@@ -23,10 +23,10 @@ def test_a_partition_behind_with_nothing_in_flight_is_stalled_after_the_wait() -
 @pytest.mark.parametrize(
     "progress",
     [
-        PartitionProgress(committed=15, highwater=15, in_flight=0),  # caught up
-        PartitionProgress(committed=10, highwater=15, in_flight=1),  # an agent is on it
-        PartitionProgress(committed=None, highwater=15, in_flight=0),  # never committed
-        PartitionProgress(committed=10, highwater=None, in_flight=0),  # end unknown
+        PartitionProgress(committed=15, end=15, in_flight=0),  # caught up
+        PartitionProgress(committed=10, end=15, in_flight=1),  # an agent is on it
+        PartitionProgress(committed=None, end=15, in_flight=0),  # start unknown
+        PartitionProgress(committed=10, end=None, in_flight=0),  # end unknown
     ],
 )
 def test_not_stalled(progress: PartitionProgress) -> None:
@@ -42,7 +42,7 @@ def test_progress_or_work_in_between_starts_the_clock_again() -> None:
     assert guard.check({"a": BEHIND}, now=11.0) == []
     assert guard.check({"a": BEHIND}, now=20.0) == []
     assert guard.check({"a": BEHIND}, now=21.0) == ["a"]
-    moved = PartitionProgress(committed=12, highwater=15, in_flight=0)
+    moved = PartitionProgress(committed=12, end=15, in_flight=0)
     guard.check({"a": moved}, now=22.0)
     assert guard.check({"a": moved}, now=31.9) == []
     assert guard.check({"a": moved}, now=32.0) == ["a"]
