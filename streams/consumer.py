@@ -20,10 +20,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
+from mode.utils.futures import notify
 
 from streams.fastlane import BulkBuffer
 from streams.stall_guard import PartitionProgress, StallGuard
@@ -198,6 +201,12 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
              for tp, offset in committed.items() if offset is not None}
         )
         self._seek_epoch += 1
+        # Every partition is read again from here, so acks from before the seek are
+        # dropped: faust's streams ack a message they skip during a rebalance, which
+        # would let a commit pass it before its reread was processed.
+        self._acked.clear()
+        self._acked_index.clear()
+        self._gap.clear()
         self._expected.clear()
         self._expected.update(
             {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
@@ -220,6 +229,19 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             self._log_start.update(starts)
             self._expected.update(starts)
 
+    def ack(self, message: Message) -> bool:
+        """faust's ack, except for a message fetched under an earlier assignment: it is
+        no longer waited for, and not recorded for the commit (the rebalance reads it
+        again from the committed offset; faust's streams ack the messages they skip)."""
+        if message.generation_id == self.app.consumer_generation_id:
+            return cast(bool, super().ack(message))
+        with ack_lock:
+            if not message.acked:
+                message.acked = True
+                self._unacked_messages.discard(message)
+                notify(self._waiting_for_ack)
+        return False
+
     def _new_offset(self, tp: TP) -> int | None:
         """faust's next offset to commit, except that a missing offset right at the
         committed one (the first offset when nothing is committed yet) stops it: faust
@@ -232,20 +254,51 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             return None
         return cast(int | None, super()._new_offset(tp))
 
-    # ---- messages cleared from agents' queues at a rebalance ---------------------------
-    # A message shared by two agents is acked (final) only when both acked it. When a
-    # rebalance clears one agent's queue, that agent's share is never acked, while the
-    # other agent read (tracked) the message: faust's rebalance then waited for it
-    # forever. Once only cleared shares are left, the message is untracked — not acked:
-    # it is not committed, and the rebalance rereads it from the committed offset.
+    # ---- messages cleared from agents' queues ------------------------------------------
+    # faust clears every agent's queue when a rebalance starts and each time its flow
+    # control resumes — which it also does while the agents run (table recovery of
+    # standby partitions, the end of a recovery right after the seek to the committed
+    # offsets). A cleared message was delivered: the client's position is past it, and
+    # the messages after it reach the agents without it, so an agent that skips offsets
+    # at or below the last it applied would skip it for good. Its partition is read
+    # again from the first cleared offset.
+    # A message shared by two agents is acked (final) only when both acked it; once only
+    # cleared shares are left it is untracked — not acked, so a rebalance no longer
+    # waits for it, and it is not committed.
 
     def note_cleared(self, messages: Iterable[Message]) -> None:
-        """Record `messages` as dropped from one agent's queue each."""
+        """Record `messages` as dropped from one agent's queue each, and read their
+        partitions again from the first dropped offset."""
         cleared = self._cleared
+        generation = self.app.consumer_generation_id
+        first: dict[TP, int] = {}
         for message in messages:
             _, shares = cleared.get(id(message), (message, 0))
             cleared[id(message)] = (message, shares + 1)
+            if message.generation_id == generation and message.offset < first.get(
+                message.tp, message.offset + 1
+            ):
+                first[message.tp] = message.offset
         self._release_cleared()
+        if first:
+            self._reread_from(first)
+
+    def _reread_from(self, offsets: dict[TP, int]) -> None:
+        """Seek each assigned partition of `offsets` back to its offset, now (faust's
+        flow control clears the queues synchronously)."""
+        try:
+            assigned = self.assignment()
+        except ConsumerNotStarted:
+            return  # stopping: nothing more is read
+        for tp, offset in offsets.items():
+            if tp not in assigned or not self.app.topics.acks_enabled_for(tp.topic):
+                continue
+            log.info("rereading %s[%d] from %d: cleared from an agent's queue",
+                     tp.topic, tp.partition, offset)
+            self._thread.seek(tp, offset)  # what faust's async seek does
+            self._read_offset[tp] = offset if offset else None
+            self._seek_epoch += 1
+            self._expected[tp] = offset
 
     def _release_cleared(self) -> None:
         """Untrack each cleared message whose only unacked shares are cleared ones."""

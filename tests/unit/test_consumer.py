@@ -355,6 +355,41 @@ def test_with_nothing_committed_delivery_and_commit_start_at_the_first_offset(
     assert consumer._new_offset(fresh) == 6
 
 
+def test_an_ack_from_an_earlier_assignment_is_not_recorded_for_the_commit(
+    app: faust.App,
+) -> None:
+    """faust's streams ack the messages they skip at a rebalance; such an ack must not
+    let a commit pass the message before its reread is processed."""
+    consumer, _ = _in_order_consumer(app)
+    tp = TP(TOPIC, 0)
+    app.consumer_generation_id = 4
+    old, current = message(10, generation=3), message(11, generation=4)
+    consumer._unacked_messages.update({old, current})
+    assert consumer.ack(old) is False
+    assert old.acked and old not in consumer._unacked_messages  # nobody waits for it
+    assert consumer.ack(current) is True
+    assert consumer._acked[tp] == [11]
+    consumer._committed_offset[tp] = 10
+    assert consumer._new_offset(tp) is None  # 10 still to be processed
+
+
+def test_the_rebalance_seek_drops_acks_from_before_it(app: faust.App) -> None:
+    """Everything from the committed offsets is delivered again after the seek; an ack
+    recorded before it (a message skipped while the rebalance waited) is dropped."""
+    consumer, _ = _in_order_consumer(app)
+    tp = TP(TOPIC, 0)
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {tp: 10}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer._acked[tp] = [10, 11, 12]
+    consumer._acked_index[tp] = {10, 11, 12}
+    asyncio.get_event_loop().run_until_complete(consumer.perform_seek())
+    assert consumer._new_offset(tp) is None
+    assert not consumer._acked_index.get(tp)
+
+
 class _Event:
     def __init__(self, msg: ConsumerMessage) -> None:
         self.message = msg
@@ -379,3 +414,33 @@ def test_a_message_cleared_from_an_agent_queue_stops_being_waited_for(
     consumer._clean_unacked_messages()  # faust's wait loop, every second
     assert m not in consumer.unacked and not m.acked
     assert not consumer._acked[TP(TOPIC, 0)]  # nothing committable
+
+
+def test_messages_cleared_while_the_agents_run_are_read_again(app: faust.App) -> None:
+    """faust's flow control clears the agents' queues on every resume, also while the
+    agents run (table recovery of standbys): the messages after a cleared one reached
+    the agent without it. Its partition is read again from the first cleared offset,
+    and a later offset of the same partition is not delivered before it."""
+    consumer, _ = _in_order_consumer(app)
+    tp, other = TP(TOPIC, 0), TP(TOPIC, 1)
+    sought: dict[TP, int] = {}
+
+    class _Thread:
+        def seek(self, partition: TP, offset: int) -> None:
+            sought[partition] = offset
+
+    consumer._thread = _Thread()
+    consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
+    app.consumer_generation_id = 2
+    queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    for m in (message(8, generation=2), message(7, generation=2),
+              message(9, partition=1, generation=2),  # not assigned any more
+              message(3, generation=1)):  # before the last rebalance: its seek covers it
+        queue.put_nowait(_Event(m))
+    app.flow_control.resume()  # already running: faust clears the queues all the same
+    assert queue.empty()
+    assert sought == {tp: 7} and other not in sought
+    assert consumer._expected[tp] == 7
+    run = asyncio.get_event_loop().run_until_complete
+    assert not run(consumer._in_order(tp, message(10, generation=2)))
+    assert run(consumer._in_order(tp, message(7, generation=2)))
