@@ -34,6 +34,11 @@ from streams.stall_guard import PartitionProgress, StallGuard
 log = logging.getLogger(__name__)
 
 
+# How many rereads must start at the same offset past the expected one before the
+# offsets in between are taken as not existing (see FastDrainConsumer._in_order).
+JUMP_REREADS = 2
+
+
 class FastDrainConsumer(aiokafka_driver.Consumer):
     """faust's aiokafka Consumer, with one change to `_drain_messages` (the fetch loop).
 
@@ -53,11 +58,13 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         super().__init__(*args, **kwargs)
         # In-order delivery (see _in_order): per partition, the next offset to deliver;
         # seeks counted, so that a delivery spanning one does not move the offsets;
-        # per partition its last reread (seek epoch, offset); partitions reread since
-        # the current fetch began.
+        # per partition the jump it was last reread for (expected offset, first offset
+        # that came, times seen); partitions reread since the current fetch began.
         self._expected: dict[TP, int] = {}
         self._seek_epoch = 0
-        self._rewound: dict[TP, tuple[int, int]] = {}
+        self._jumps: dict[TP, tuple[int, int, int]] = {}
+        # The consumer generation the partitions were last sought for (perform_seek).
+        self._sought_generation: int | None = None
         # First offset of each partition nothing was committed for (at the last seek).
         self._log_start: dict[TP, int] = {}
         self._jumped: set[TP] = set()
@@ -152,24 +159,38 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         """Whether `message` is the next to deliver of its partition. One fetched before
         a rebalance is not (the rebalance rereads from the committed offsets); after a
         jump past the expected offset, the partition is reread from there."""
-        if message.generation_id != self.app.consumer_generation_id:
+        generation = self.app.consumer_generation_id
+        if message.generation_id != generation:
             return False
         if not self.app.topics.acks_enabled_for(message.topic):
             return True  # table changelogs: compacted, with gaps of their own
+        if self._sought_generation != generation:
+            # Assigned, not yet sought to the committed offsets: the client's position
+            # is anywhere (faust resumes the partitions just before it seeks them). An
+            # agent that applied such a message would skip those before it when they
+            # are read again after the seek.
+            return False
         want = self._expected.get(tp)
         if want is None or message.offset <= want:
             return True  # below: faust's read offset drops the duplicate
         if tp in self._jumped:
             return False  # the rest of the fetch that jumped
-        if self._rewound.get(tp) == (self._seek_epoch, want):
-            # Reread from `want` and this came first: those offsets do not exist
-            # (transaction markers, compaction).
+        # The client can hand out records fetched before a seek after it, so one
+        # reread that starts past `want` proves nothing; the same jump seen after two
+        # rereads does: those offsets do not exist (transaction markers, compaction,
+        # retention).
+        seen = self._jumps.get(tp)
+        times = seen[2] + 1 if seen is not None and seen[:2] == (want, message.offset) else 1
+        if times > JUMP_REREADS:
+            del self._jumps[tp]
+            log.info("%s[%d]: no offsets %d to %d, going on", tp.topic, tp.partition,
+                     want, message.offset - 1)
             return True
         log.info("rereading %s[%d] from %d: offset %d came first",
                  tp.topic, tp.partition, want, message.offset)
+        self._jumps[tp] = (want, message.offset, times)
         self._jumped.add(tp)
         await self.seek(tp, want)
-        self._rewound[tp] = (self._seek_epoch, want)
         return False
 
     def _delivered(self, tp: TP, offset: int, epoch: int) -> None:
@@ -191,6 +212,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
     async def perform_seek(self) -> None:
         """faust's seek of every partition to its committed offset (a rebalance);
         delivery goes on from there."""
+        generation = self.app.consumer_generation_id
         committed = await self.seek_to_committed()
         self._read_offset.update(
             {tp: offset if offset is not None and offset >= 0 else None
@@ -201,6 +223,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
              for tp, offset in committed.items() if offset is not None}
         )
         self._seek_epoch += 1
+        self._jumps.clear()
         # Every partition is read again from here, so acks from before the seek are
         # dropped: faust's streams ack a message they skip during a rebalance, which
         # would let a commit pass it before its reread was processed.
@@ -221,13 +244,15 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             try:
                 starts = await self.earliest_offsets(*unstarted)
             except Exception as exc:
+                # Delivered from wherever the client reads them, as faust does.
                 log.warning("reading the first offsets of %d partitions failed: %r",
                             len(unstarted), exc)
-                return
-            for tp, start in starts.items():
-                await super().seek(tp, start)
-            self._log_start.update(starts)
-            self._expected.update(starts)
+            else:
+                for tp, start in starts.items():
+                    await super().seek(tp, start)
+                self._log_start.update(starts)
+                self._expected.update(starts)
+        self._sought_generation = generation
 
     def ack(self, message: Message) -> bool:
         """faust's ack, except for a message fetched under an earlier assignment: it is
