@@ -164,12 +164,6 @@ def test_kill_9_and_restart_gives_the_same_finals(
     check_against_offline(settings, records, expected)
 
 
-@pytest.mark.xfail(
-    reason="open: two workers started together on the backlog; in one CI run of three "
-    "the finals stayed short of the offline computation (7,232 records read of 7,327 "
-    "within 300 s); the same family as the two-worker file test's missing records",
-    strict=False,
-)
 def test_two_workers_and_their_views(
     isolated_env: dict[str, str], tmp_path: Path, workload: dict
 ) -> None:
