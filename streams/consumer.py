@@ -3,9 +3,11 @@ delivery that never loses a message on the way to the agents.
 
 * `FastDrainConsumer._drain_messages`: each delivery awaited directly instead of
   through faust's per-message `wait_first` (see the class).
-* In-order delivery per partition, a commit that stops at a missing offset, a fetch
-  that never drops records silently, and shared messages cleared at a rebalance no
-  longer waited for (see the sections of the class).
+* In-order delivery per partition (nothing before a rebalance's seek; a partition
+  never committed read from its first offset; a jump read again until two rereads
+  confirm it), a commit that stops at a missing offset, a fetch that never drops
+  records silently, messages faust clears from agents' queues read again, and shared
+  messages cleared at a rebalance no longer waited for (see the sections of the class).
 * `guard_stalled_partitions`: rereads a partition left behind (streams.stall_guard).
 
 `install` makes an app use it; streams.fastlane's bulk agents sit on top.
