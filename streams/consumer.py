@@ -159,8 +159,9 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
 
     async def _in_order(self, tp: TP, message: Message) -> bool:
         """Whether `message` is the next to deliver of its partition. One fetched before
-        a rebalance is not (the rebalance rereads from the committed offsets); after a
-        jump past the expected offset, the partition is reread from there."""
+        a rebalance, or before the rebalance's seek, is not (the seek rereads from the
+        committed offsets); after a jump past the expected offset, the partition is
+        reread from there."""
         generation = self.app.consumer_generation_id
         if message.generation_id != generation:
             return False
@@ -444,17 +445,24 @@ def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> 
             guard.reset()
             return
         generation = app.consumer_generation_id
-        tps = [tp for tp in consumer.assignment() if not consumer._is_changelog_tp(tp)]
-        try:
-            ends = await consumer.highwaters(*tps)
-            unstarted = [tp for tp in tps if consumer._committed_offset.get(tp) is None]
-            starts = await consumer.earliest_offsets(*unstarted) if unstarted else {}
-        except Exception as exc:  # the broker is unreachable: the next round asks again
-            log.info("reading end offsets for the stall guard failed: %r", exc)
-            return
+        # Only a partition with nothing in flight can be stalled: the broker is asked
+        # for those only (none while every partition has work).
+        in_flight = messages_in_flight(app)
+        idle = [tp for tp in consumer.assignment()
+                if not consumer._is_changelog_tp(tp) and not in_flight.get(tp)]
+        ends: Mapping[TP, int] = {}
+        starts: Mapping[TP, int] = {}
+        if idle:
+            try:
+                ends = await consumer.highwaters(*idle)
+                unstarted = [tp for tp in idle if consumer._committed_offset.get(tp) is None]
+                starts = await consumer.earliest_offsets(*unstarted) if unstarted else {}
+            except Exception as exc:  # the broker is unreachable: the next round asks again
+                log.info("reading end offsets for the stall guard failed: %r", exc)
+                return
         if app.consumer_generation_id != generation:
             return
-        progress = partition_progress(app, ends, starts)
+        progress = partition_progress(app, ends, starts, in_flight)
         for tp in guard.check(progress, time.monotonic()):
             start = progress[tp].committed
             if start is None or app.consumer_generation_id != generation:
@@ -470,11 +478,33 @@ def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> 
 
 
 def partition_progress(
-    app: faust.App, ends: Mapping[TP, int], starts: Mapping[TP, int]
+    app: faust.App,
+    ends: Mapping[TP, int],
+    starts: Mapping[TP, int],
+    in_flight: Mapping[TP, int] | None = None,
 ) -> dict[TP, PartitionProgress]:
-    """Each assigned input partition's committed offset (from `starts`, its first
-    offset, when nothing is committed yet), end offset (from `ends`), and messages in
-    flight (queued for an agent, being processed, or acked and not yet committed)."""
+    """The committed offset (from `starts`, its first offset, when nothing is committed
+    yet), end offset and messages in flight (`messages_in_flight`) of each assigned
+    input partition that `ends` has."""
+    consumer = cast(FastDrainConsumer, app.consumer)
+    if in_flight is None:
+        in_flight = messages_in_flight(app)
+    progress = {}
+    for tp in consumer.assignment():
+        if consumer._is_changelog_tp(tp) or tp not in ends:
+            continue  # changelogs are read by table recovery, not by agents
+        committed = consumer._committed_offset.get(tp)
+        progress[tp] = PartitionProgress(
+            committed=starts.get(tp) if committed is None else committed,
+            end=ends[tp],
+            in_flight=in_flight.get(tp, 0),
+        )
+    return progress
+
+
+def messages_in_flight(app: faust.App) -> dict[TP, int]:
+    """Per input partition, its messages queued for an agent, being processed, or acked
+    and not yet committed."""
     consumer = cast(FastDrainConsumer, app.consumer)
     in_flight: dict[TP, int] = {}
     for tp, offsets in consumer._acked.items():
@@ -492,14 +522,4 @@ def partition_progress(
             queued_tp = getattr(getattr(item, "message", item), "tp", None)
             if queued_tp is not None:
                 in_flight[queued_tp] = in_flight.get(queued_tp, 0) + 1
-    progress = {}
-    for tp in consumer.assignment():
-        if consumer._is_changelog_tp(tp):
-            continue  # read by table recovery, not by agents
-        committed = consumer._committed_offset.get(tp)
-        progress[tp] = PartitionProgress(
-            committed=starts.get(tp) if committed is None else committed,
-            end=ends.get(tp),
-            in_flight=in_flight.get(tp, 0),
-        )
-    return progress
+    return in_flight

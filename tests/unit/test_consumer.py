@@ -225,6 +225,9 @@ def test_partition_progress_counts_what_is_in_flight(app: faust.App) -> None:
     progress = consumer_module.partition_progress(app, ends, starts={})
     assert {tp: p.in_flight for tp, p in progress.items()} == {p0: 0, p1: 1, p2: 1, p3: 2}
     assert progress[p0].committed == 10 and progress[p0].end == 20
+    # The guard asks the broker for the idle partitions only: the others are left out.
+    assert consumer_module.messages_in_flight(app) == {p1: 1, p2: 1, p3: 2}
+    assert set(consumer_module.partition_progress(app, {p0: 20}, starts={})) == {p0}
 
 
 def test_partition_progress_counts_an_uncommitted_partition_from_its_first_offset(
@@ -259,6 +262,15 @@ def _in_order_consumer(app: faust.App) -> tuple[Any, dict[TP, int]]:
     consumer._seek = _seek  # type: ignore[method-assign]
     consumer._sought_generation = app.consumer_generation_id  # as after the rebalance's seek
     return consumer, sought
+
+
+def _committed_offsets(consumer: Any, committed: dict[TP, int | None]) -> None:
+    """Make `consumer.seek_to_committed` answer `committed` (no broker)."""
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed
 
 
 def test_delivery_is_in_offset_order_and_a_jump_is_reread(app: faust.App) -> None:
@@ -324,10 +336,7 @@ def test_nothing_is_delivered_before_the_rebalance_seeks(app: faust.App) -> None
     run = asyncio.get_event_loop().run_until_complete
     assert not run(consumer._in_order(tp, message(244, generation=5)))
 
-    async def seek_to_committed() -> dict[TP, int | None]:
-        return {tp: 71}
-
-    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    _committed_offsets(consumer, {tp: 71})
     run(consumer.perform_seek())
     assert not run(consumer._in_order(tp, message(244, generation=5)))  # a jump now
     assert run(consumer._in_order(tp, message(71, generation=5)))
@@ -366,14 +375,11 @@ def test_with_nothing_committed_delivery_and_commit_start_at_the_first_offset(
     consumer, sought = _in_order_consumer(app)
     done, fresh = TP(TOPIC, 0), TP(TOPIC, 1)
 
-    async def seek_to_committed() -> dict[TP, int | None]:
-        return {done: 40, fresh: None}
-
     async def earliest_offsets(*tps: TP) -> dict[TP, int]:
         assert tps == (fresh,)
         return {fresh: 3}
 
-    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    _committed_offsets(consumer, {done: 40, fresh: None})
     consumer.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
     run = asyncio.get_event_loop().run_until_complete
     run(consumer.perform_seek())
@@ -412,10 +418,7 @@ def test_the_rebalance_seek_drops_acks_from_before_it(app: faust.App) -> None:
     consumer, _ = _in_order_consumer(app)
     tp = TP(TOPIC, 0)
 
-    async def seek_to_committed() -> dict[TP, int | None]:
-        return {tp: 10}
-
-    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    _committed_offsets(consumer, {tp: 10})
     consumer._acked[tp] = [10, 11, 12]
     consumer._acked_index[tp] = {10, 11, 12}
     asyncio.get_event_loop().run_until_complete(consumer.perform_seek())
