@@ -208,9 +208,15 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
 
     async def seek(self, partition: TP, offset: int) -> None:
         """faust's seek; delivery goes on from `offset`."""
-        await super().seek(partition, offset)
+        await self._seek(partition, offset)
+        self._moved_to(partition, offset)
+
+    def _moved_to(self, tp: TP, offset: int) -> None:
+        """The bookkeeping of a seek of `tp` to `offset`: faust's read offset, and
+        delivery expects `offset` next."""
+        self._read_offset[tp] = offset if offset else None
         self._seek_epoch += 1
-        self._expected[partition] = offset
+        self._expected[tp] = offset
 
     async def perform_seek(self) -> None:
         """faust's seek of every partition to its committed offset (a rebalance);
@@ -323,10 +329,8 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                 continue
             log.info("rereading %s[%d] from %d: cleared from an agent's queue",
                      tp.topic, tp.partition, offset)
-            self._thread.seek(tp, offset)  # what faust's async seek does
-            self._read_offset[tp] = offset if offset else None
-            self._seek_epoch += 1
-            self._expected[tp] = offset
+            self._thread.seek(tp, offset)  # what faust's async _seek does
+            self._moved_to(tp, offset)
 
     def _release_cleared(self) -> None:
         """Untrack each cleared message whose only unacked shares are cleared ones."""
