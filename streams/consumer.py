@@ -4,10 +4,12 @@ delivery that never loses a message on the way to the agents.
 * `FastDrainConsumer._drain_messages`: each delivery awaited directly instead of
   through faust's per-message `wait_first` (see the class).
 * In-order delivery per partition (nothing before a rebalance's seek; a partition
-  never committed read from its first offset; a jump read again until two rereads
-  confirm it), a commit that stops at a missing offset, a fetch that never drops
-  records silently, messages faust clears from agents' queues read again, and shared
-  messages cleared at a rebalance no longer waited for (see the sections of the class).
+  never committed read from its first offset; a jump read again, and taken only when
+  the first record after that seek shows it), seeks made by the fetch loop between
+  fetches in the client's own thread, a commit that stops at a missing offset, a
+  fetch that never drops records silently, messages faust clears from agents' queues
+  read again, and shared messages cleared at a rebalance no longer waited for (see
+  the sections of the class).
 * `guard_stalled_partitions`: rereads a partition left behind (streams.stall_guard).
 
 `install` makes an app use it; streams.fastlane's bulk agents sit on top.
@@ -36,13 +38,9 @@ from streams.stall_guard import PartitionProgress, StallGuard
 log = logging.getLogger(__name__)
 
 
-# How many rereads must start at the same offset past the expected one before the
-# offsets in between are taken as not existing (see FastDrainConsumer._in_order).
-JUMP_REREADS = 2
-
-
 class FastDrainConsumer(aiokafka_driver.Consumer):
-    """faust's aiokafka Consumer, with one change to `_drain_messages` (the fetch loop).
+    """faust's aiokafka Consumer. Its fetch loop (`_drain_messages`) makes the waiting
+    seeks before each fetch (see `seek`) and awaits each delivery directly:
 
     faust delivers every fetched message with
     `await self.wait_first(callback(message), self.suspend_flow.wait())`: four tasks
@@ -53,23 +51,27 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
     suspended; when it is, faust's `wait_first` is used, exactly as before. A
     delivery blocked when a rebalance starts ends as it did before: faust stops the
     fetcher (cancelling it) before it revokes partitions, and clears the queues.
-    Everything else is faust 0.15.3's loop unchanged.
+    Everything else is faust 0.15.3's loop unchanged but for in-order delivery (the
+    sections below).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # In-order delivery (see _in_order): per partition, the next offset to deliver;
         # seeks counted, so that a delivery spanning one does not move the offsets;
-        # per partition the jump it was last reread for (expected offset, first offset
-        # that came, times seen); partitions reread since the current fetch began.
+        # seeks waiting for the fetch loop (see `seek`); partitions sought since their
+        # last record was handed out, with the offset they were sought to; partitions
+        # reread since the current fetch began.
         self._expected: dict[TP, int] = {}
         self._seek_epoch = 0
-        self._jumps: dict[TP, tuple[int, int, int]] = {}
-        # The consumer generation the partitions were last sought for (perform_seek).
+        self._to_seek: dict[TP, int] = {}
+        self._fresh: dict[TP, int] = {}
+        # The consumer generation the partitions were last sought for (perform_seek), and
+        # the one whose seeks wait for the fetch loop.
         self._sought_generation: int | None = None
+        self._seeking_generation: int | None = None
         # First offset of each partition nothing was committed for (at the last seek).
         self._log_start: dict[TP, int] = {}
-        self._jumped: set[TP] = set()
         # Messages cleared from agents' queues at a rebalance: (message, shares).
         self._cleared: dict[int, tuple[Message, int]] = {}
 
@@ -94,6 +96,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(flag_consumer_fetching)
+                await self._apply_seeks()  # the other change: see `seek`
                 ait = getmany(timeout=1.0)
                 await self.sleep(0)
                 if not self.should_stop:
@@ -161,12 +164,14 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         """Whether `message` is the next to deliver of its partition. One fetched before
         a rebalance, or before the rebalance's seek, is not (the seek rereads from the
         committed offsets); after a jump past the expected offset, the partition is
-        reread from there."""
+        reread from there, and the jump is taken only when it is the first record the
+        client hands out after that seek."""
         generation = self.app.consumer_generation_id
         if message.generation_id != generation:
             return False
         if not self.app.topics.acks_enabled_for(message.topic):
             return True  # table changelogs: compacted, with gaps of their own
+        sought_to = self._fresh.pop(tp, None)  # the first record since a seek
         if self._sought_generation != generation:
             # Assigned, not yet sought to the committed offsets: the client's position
             # is anywhere (faust resumes the partitions just before it seeks them). An
@@ -176,23 +181,18 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         want = self._expected.get(tp)
         if want is None or message.offset <= want:
             return True  # below: faust's read offset drops the duplicate
-        if tp in self._jumped:
-            return False  # the rest of the fetch that jumped
-        # The client can hand out records fetched before a seek after it, so one
-        # reread that starts past `want` proves nothing; the same jump seen after two
-        # rereads does: those offsets do not exist (transaction markers, compaction,
-        # retention).
-        seen = self._jumps.get(tp)
-        times = seen[2] + 1 if seen is not None and seen[:2] == (want, message.offset) else 1
-        if times > JUMP_REREADS:
-            del self._jumps[tp]
-            log.info("%s[%d]: no offsets %d to %d, going on", tp.topic, tp.partition,
-                     want, message.offset - 1)
+        if tp in self._to_seek:
+            return False  # a seek not made yet rereads it
+        if sought_to == want:
+            # The client read from `want` and this came first: the offsets in between
+            # do not exist (transaction markers, compaction, retention).
+            log.warning("%s[%d]: no offsets %d to %d, going on", tp.topic, tp.partition,
+                        want, message.offset - 1)
+            self._gap[tp].addi(want, message.offset)  # committed as if acked
+            self._gap[tp].merge_overlaps()
             return True
         log.info("rereading %s[%d] from %d: offset %d came first",
                  tp.topic, tp.partition, want, message.offset)
-        self._jumps[tp] = (want, message.offset, times)
-        self._jumped.add(tp)
         await self.seek(tp, want)
         return False
 
@@ -206,21 +206,59 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         if self.app.topics.acks_enabled_for(tp.topic):
             self._expected[tp] = offset + 1
 
-    async def seek(self, partition: TP, offset: int) -> None:
-        """faust's seek; delivery goes on from `offset`."""
-        await self._seek(partition, offset)
-        self._moved_to(partition, offset)
+    # ---- seeks ---------------------------------------------------------------------------
+    # A seek is made by the fetch loop, between two fetches, in the client's thread. Then
+    # every record handed out before it came from the old position and every record after
+    # it from the new one, so the first record after a seek tells the truth about the
+    # partition (see _in_order). faust's seek called the client from the worker's thread
+    # at any moment: a fetch being handed out in the client's thread then set the
+    # position past its records, undoing the seek, and records fetched before a seek
+    # could come after it.
 
-    def _moved_to(self, tp: TP, offset: int) -> None:
-        """The bookkeeping of a seek of `tp` to `offset`: faust's read offset, and
-        delivery expects `offset` next."""
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Deliver `partition` from `offset` on: from now on nothing past it is
+        delivered, and the fetch loop moves the client there before its next fetch."""
+        self._seek_later(partition, offset)
+
+    def _seek_later(self, tp: TP, offset: int) -> None:
+        """`seek`, for synchronous code."""
         self._read_offset[tp] = offset if offset else None
         self._seek_epoch += 1
         self._expected[tp] = offset
+        self._to_seek[tp] = offset
+
+    async def _apply_seeks(self) -> None:
+        """Make the seeks waiting for the fetch loop, in the client's thread."""
+        if not self._to_seek:
+            return
+        seeks, self._to_seek = self._to_seek, {}
+        generation = self._seeking_generation
+        thread = self._thread
+
+        async def seek_all() -> dict[TP, int]:
+            consumer = thread._ensure_consumer()
+            assigned = consumer.assignment()
+            done = {}
+            for tp, offset in seeks.items():
+                if tp in assigned:
+                    consumer.seek(tp, offset)
+                    done[tp] = offset
+            return done
+
+        try:
+            done = await thread.call_thread(seek_all)
+        except BaseException:
+            self._to_seek = {**seeks, **self._to_seek}
+            raise
+        self._fresh.update(done)
+        if generation is not None and generation == self.app.consumer_generation_id:
+            self._sought_generation = generation
+            self._seeking_generation = None
 
     async def perform_seek(self) -> None:
         """faust's seek of every partition to its committed offset (a rebalance);
-        delivery goes on from there."""
+        delivery goes on from there once the fetch loop has sought every input partition
+        there itself."""
         generation = self.app.consumer_generation_id
         committed = await self.seek_to_committed()
         self._read_offset.update(
@@ -231,8 +269,6 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             {tp: offset if offset else None
              for tp, offset in committed.items() if offset is not None}
         )
-        self._seek_epoch += 1
-        self._jumps.clear()
         # Every partition is read again from here, so acks from before the seek are
         # dropped: faust's streams ack a message they skip during a rebalance, which
         # would let a commit pass it before its reread was processed.
@@ -240,28 +276,35 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         self._acked_index.clear()
         self._gap.clear()
         self._expected.clear()
-        self._expected.update(
-            {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
-        )
-        # Nothing committed yet: read from the first offset (auto offset reset
-        # "earliest"), and the in-order rule and the commit start there. The client's
-        # position is not left as it is: records fetched and dropped before this seek
-        # (a worker's start) moved it past them, and nothing else would read them again.
-        unstarted = [tp for tp, offset in committed.items() if offset is None or offset < 0]
+        self._to_seek.clear()
+        self._fresh.clear()
+        inputs = {tp: offset for tp, offset in committed.items()
+                  if self.app.topics.acks_enabled_for(tp.topic)}  # not changelogs
+        # Nothing committed yet (the client's seek leaves offset 0 alone too): read from
+        # the first offset (auto offset reset "earliest"), and the in-order rule and the
+        # commit start there. The client's position is not left as it is: records
+        # fetched and dropped before this seek (a worker's start) moved it past them,
+        # and nothing else would read them again.
+        unstarted = [tp for tp, offset in inputs.items() if offset is None or offset <= 0]
         self._log_start.clear()
         if unstarted:
             try:
                 starts = await self.earliest_offsets(*unstarted)
             except Exception as exc:
-                # Delivered from wherever the client reads them, as faust does.
+                # Read from offset 0: the client resets to the first offset.
                 log.warning("reading the first offsets of %d partitions failed: %r",
                             len(unstarted), exc)
-            else:
-                for tp, start in starts.items():
-                    await super().seek(tp, start)
-                self._log_start.update(starts)
-                self._expected.update(starts)
-        self._sought_generation = generation
+                starts = dict.fromkeys(unstarted, 0)
+            self._log_start.update(starts)
+            inputs.update(starts)
+        # The fetch loop seeks them all again: records it handed out after the client's
+        # seek above and dropped (not yet sought) would not be read again otherwise.
+        self._seeking_generation = generation
+        for tp, offset in inputs.items():
+            if offset is not None:
+                self._seek_later(tp, offset)
+        if not self._to_seek:
+            self._sought_generation = generation
 
     def ack(self, message: Message) -> bool:
         """faust's ack, except for a message fetched under an earlier assignment: it is
@@ -329,8 +372,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                 continue
             log.info("rereading %s[%d] from %d: cleared from an agent's queue",
                      tp.topic, tp.partition, offset)
-            self._thread.seek(tp, offset)  # what faust's async _seek does
-            self._moved_to(tp, offset)
+            self._seek_later(tp, offset)
 
     def _release_cleared(self) -> None:
         """Untrack each cleared message whose only unacked shares are cleared ones."""
@@ -360,7 +402,6 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         again, and the partition's committed offset stayed behind until new messages
         came. Here each such partition is sought back to its first dropped record."""
         records, active_partitions = await self._wait_next_records(timeout)
-        self._jumped.clear()
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
             return

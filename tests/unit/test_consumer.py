@@ -115,6 +115,8 @@ def test_drain_loop_differs_from_faust_only_where_intended() -> None:
             "-set_read_offset = self._read_offset.__setitem__",
             "-set_read_offset(tp, offset)",
             "+self._delivered(tp, offset, epoch)",
+            # seeks made between fetches (see FastDrainConsumer.seek)
+            "+await self._apply_seeks()",
             # the same code, formatted differently
             "-ait = cast(AsyncIterator, getmany(timeout=1.0))",
             "+ait = getmany(timeout=1.0)",
@@ -248,20 +250,42 @@ def test_partition_progress_counts_an_uncommitted_partition_from_its_first_offse
     assert sorted(guard.check(progress, now=1.0)) == [p0, p1]
 
 
+class _ClientThread:
+    """The Kafka client's thread without a broker: seeks of assigned partitions are
+    recorded, and so is each call made in the thread."""
+
+    def __init__(self, assigned: set[TP]) -> None:
+        self.assigned = assigned
+        self.sought: dict[TP, int] = {}
+        self.calls = 0
+
+    def _ensure_consumer(self) -> _ClientThread:
+        return self
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.sought[tp] = offset
+
+    async def call_thread(self, fun: Any) -> Any:
+        self.calls += 1
+        return await fun()
+
+
 def _in_order_consumer(app: faust.App) -> tuple[Any, dict[TP, int]]:
+    """The app's consumer on `_ClientThread` (partitions 0-3 of TOPIC assigned), as after
+    a rebalance's seek; answer it and the seeks its client made."""
+
     async def handler(messages: list[Any]) -> None:
         return None
 
     bulk_consumer(app, handler)  # makes TOPIC an acked topic
     consumer = app.consumer
-    sought: dict[TP, int] = {}
-
-    async def _seek(tp: TP, offset: int) -> None:
-        sought[tp] = offset
-
-    consumer._seek = _seek  # type: ignore[method-assign]
+    thread = _ClientThread({TP(TOPIC, p) for p in range(4)})
+    consumer._thread = thread
     consumer._sought_generation = app.consumer_generation_id  # as after the rebalance's seek
-    return consumer, sought
+    return consumer, thread.sought
 
 
 def _committed_offsets(consumer: Any, committed: dict[TP, int | None]) -> None:
@@ -285,36 +309,54 @@ def test_delivery_is_in_offset_order_and_a_jump_is_reread(app: faust.App) -> Non
     consumer._delivered(tp, 5, consumer._seek_epoch)
     assert consumer._expected[tp] == 6
     assert not run(consumer._in_order(tp, message(8)))  # 6 and 7 missing
-    assert sought == {tp: 6} and consumer._expected[tp] == 6
-    sought.clear()
+    assert consumer._to_seek == {tp: 6} and consumer._expected[tp] == 6
     assert not run(consumer._in_order(tp, message(9)))  # same fetch: one seek
-    assert sought == {}
+    assert consumer._to_seek == {tp: 6} and sought == {}
+    run(consumer._apply_seeks())  # the fetch loop, before its next fetch
+    assert sought == {tp: 6} and not consumer._to_seek
     assert run(consumer._in_order(tp, message(6)))
 
 
-def test_a_jump_that_two_rereads_confirm_is_accepted(app: faust.App) -> None:
-    """Offsets that do not exist (transaction markers, compaction) are jumped over once
-    two rereads from the missing offset started past them at the same offset. One is not
-    enough: the client can hand out a record fetched before the seek right after it
-    (seen: a worker took offset 957 after 1 that way, and its router ledger then
-    skipped 403-954 for good)."""
+def test_seeks_are_made_by_the_fetch_loop_in_the_clients_thread(app: faust.App) -> None:
+    """faust called the client's seek from the worker's thread at any moment: a fetch
+    being handed out in the client's thread then set the position past its records
+    (the seek was lost), and records fetched before a seek could come after it. Seeks
+    wait for the fetch loop, which makes them in the client's thread between fetches,
+    one call for all; a partition no longer assigned is left alone."""
+    consumer, sought = _in_order_consumer(app)
+    tp, gone = TP(TOPIC, 0), TP(TOPIC, 9)
+    run = asyncio.get_event_loop().run_until_complete
+    run(consumer.seek(tp, 7))
+    run(consumer.seek(gone, 3))
+    assert sought == {} and consumer._expected[tp] == 7
+    run(consumer._apply_seeks())
+    assert sought == {tp: 7} and consumer._thread.calls == 1
+    run(consumer._apply_seeks())  # nothing waiting: no call
+    assert consumer._thread.calls == 1
+
+
+def test_a_jump_is_taken_only_from_the_first_record_after_its_seek(app: faust.App) -> None:
+    """Offsets that do not exist (transaction markers, compaction, retention) are jumped
+    over when the first record the client hands out after a seek to the missing offset
+    starts past them; they are committed as if acked. Any other record past the expected
+    offset is reread (seen, before seeks were made by the fetch loop: a worker took
+    offset 957 after 1, fetched before a seek, and its router ledger then skipped
+    403-954 for good)."""
     consumer, sought = _in_order_consumer(app)
     tp = TP(TOPIC, 0)
     run = asyncio.get_event_loop().run_until_complete
     consumer._delivered(tp, 5, consumer._seek_epoch)
     assert not run(consumer._in_order(tp, message(8)))
+    assert not run(consumer._in_order(tp, message(957)))  # the rest of that fetch
+    run(consumer._apply_seeks())
     assert sought == {tp: 6}
-    sought.clear()
-    consumer._jumped.clear()  # the next fetch, from offset 6: a stale record first
-    assert not run(consumer._in_order(tp, message(957)))
-    assert sought == {tp: 6}
-    for _ in range(2):  # twice from offset 6, twice 8 came first
-        sought.clear()
-        consumer._jumped.clear()
-        assert not run(consumer._in_order(tp, message(8)))
-        assert sought == {tp: 6}
-    consumer._jumped.clear()
-    assert run(consumer._in_order(tp, message(8)))
+    assert run(consumer._in_order(tp, message(8)))  # first after the seek: 6, 7 do not exist
+    consumer._delivered(tp, 8, consumer._seek_epoch)
+    consumer._committed_offset[tp] = 6
+    consumer._acked[tp] = [8]
+    assert consumer._new_offset(tp) == 9
+    assert not run(consumer._in_order(tp, message(11)))  # not first after a seek: reread
+    assert consumer._to_seek == {tp: 9}
 
 
 def test_a_message_from_before_a_rebalance_is_not_delivered(app: faust.App) -> None:
@@ -329,8 +371,11 @@ def test_a_message_from_before_a_rebalance_is_not_delivered(app: faust.App) -> N
 def test_nothing_is_delivered_before_the_rebalance_seeks(app: faust.App) -> None:
     """faust resumes the partitions of a new assignment just before it seeks them to
     their committed offsets; what the client reads in between comes from anywhere (seen:
-    a sink wrote offsets from 244 on, then skipped 71-243 when the seek reread them)."""
-    consumer, _ = _in_order_consumer(app)
+    a sink wrote offsets from 244 on, then skipped 71-243 when the seek reread them).
+    Nor is anything delivered until the fetch loop has sought the partitions again
+    itself: the records handed out between faust's seek and then are dropped, and
+    would not be read again (seen: a router took 1343 after 408 that way)."""
+    consumer, sought = _in_order_consumer(app)
     tp = TP(TOPIC, 0)
     app.consumer_generation_id = 5
     run = asyncio.get_event_loop().run_until_complete
@@ -338,7 +383,10 @@ def test_nothing_is_delivered_before_the_rebalance_seeks(app: faust.App) -> None
 
     _committed_offsets(consumer, {tp: 71})
     run(consumer.perform_seek())
-    assert not run(consumer._in_order(tp, message(244, generation=5)))  # a jump now
+    for offset in (71, 72):  # handed out after faust's seek: dropped
+        assert not run(consumer._in_order(tp, message(offset, generation=5)))
+    run(consumer._apply_seeks())
+    assert sought == {tp: 71} and consumer._sought_generation == 5
     assert run(consumer._in_order(tp, message(71, generation=5)))
 
 
@@ -373,21 +421,21 @@ def test_with_nothing_committed_delivery_and_commit_start_at_the_first_offset(
     waits for it (faust committed any run of acked offsets when nothing was committed
     yet)."""
     consumer, sought = _in_order_consumer(app)
-    done, fresh = TP(TOPIC, 0), TP(TOPIC, 1)
+    done, fresh, zero = TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2)
 
     async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        assert tps == (fresh,)
-        return {fresh: 3}
+        assert tps == (fresh, zero)
+        return {fresh: 3, zero: 0}
 
-    _committed_offsets(consumer, {done: 40, fresh: None})
+    # The client's seek to the committed offsets leaves offset 0 alone as well.
+    _committed_offsets(consumer, {done: 40, fresh: None, zero: 0})
     consumer.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
     run = asyncio.get_event_loop().run_until_complete
     run(consumer.perform_seek())
-    assert sought == {fresh: 3}  # the client's position may be anywhere: set it
-    assert consumer._expected == {done: 40, fresh: 3}
-    sought.clear()
-    assert not run(consumer._in_order(fresh, message(20, partition=1)))
-    assert sought == {fresh: 3}
+    run(consumer._apply_seeks())
+    # The client's position may be anywhere: it is set.
+    assert sought == {done: 40, fresh: 3, zero: 0}
+    assert consumer._expected == {done: 40, fresh: 3, zero: 0}
     consumer._acked[fresh] = [20, 21]
     assert consumer._new_offset(fresh) is None
     consumer._acked[fresh] = [3, 4, 5]
@@ -457,15 +505,8 @@ def test_messages_cleared_while_the_agents_run_are_read_again(app: faust.App) ->
     agents run (table recovery of standbys): the messages after a cleared one reached
     the agent without it. Its partition is read again from the first cleared offset,
     and a later offset of the same partition is not delivered before it."""
-    consumer, _ = _in_order_consumer(app)
+    consumer, sought = _in_order_consumer(app)
     tp, other = TP(TOPIC, 0), TP(TOPIC, 1)
-    sought: dict[TP, int] = {}
-
-    class _Thread:
-        def seek(self, partition: TP, offset: int) -> None:
-            sought[partition] = offset
-
-    consumer._thread = _Thread()
     consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
     app.consumer_generation_id = consumer._sought_generation = 2
     queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
@@ -475,8 +516,10 @@ def test_messages_cleared_while_the_agents_run_are_read_again(app: faust.App) ->
         queue.put_nowait(_Event(m))
     app.flow_control.resume()  # already running: faust clears the queues all the same
     assert queue.empty()
-    assert sought == {tp: 7} and other not in sought
-    assert consumer._expected[tp] == 7
+    assert consumer._expected[tp] == 7 and consumer._to_seek == {tp: 7}
     run = asyncio.get_event_loop().run_until_complete
+    # Not yet sought (the fetch loop seeks before its next fetch): a later offset waits.
     assert not run(consumer._in_order(tp, message(10, generation=2)))
+    run(consumer._apply_seeks())
+    assert sought == {tp: 7} and other not in sought
     assert run(consumer._in_order(tp, message(7, generation=2)))
