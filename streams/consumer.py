@@ -278,14 +278,15 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         self._expected.clear()
         self._to_seek.clear()
         self._fresh.clear()
-        inputs = {tp: offset for tp, offset in committed.items()
-                  if self.app.topics.acks_enabled_for(tp.topic)}  # not changelogs
         # Nothing committed yet (the client's seek leaves offset 0 alone too): read from
         # the first offset (auto offset reset "earliest"), and the in-order rule and the
         # commit start there. The client's position is not left as it is: records
         # fetched and dropped before this seek (a worker's start) moved it past them,
-        # and nothing else would read them again.
-        unstarted = [tp for tp, offset in inputs.items() if offset is None or offset <= 0]
+        # and nothing else would read them again. Table changelogs are never committed:
+        # standby tables read theirs again from the start.
+        seeks = {tp: offset for tp, offset in committed.items()
+                 if offset is not None and offset > 0}
+        unstarted = [tp for tp, offset in committed.items() if offset is None or offset <= 0]
         self._log_start.clear()
         if unstarted:
             try:
@@ -296,13 +297,12 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                             len(unstarted), exc)
                 starts = dict.fromkeys(unstarted, 0)
             self._log_start.update(starts)
-            inputs.update(starts)
+            seeks.update(starts)
         # The fetch loop seeks them all again: records it handed out after the client's
         # seek above and dropped (not yet sought) would not be read again otherwise.
         self._seeking_generation = generation
-        for tp, offset in inputs.items():
-            if offset is not None:
-                self._seek_later(tp, offset)
+        for tp, offset in seeks.items():
+            self._seek_later(tp, offset)
         if not self._to_seek:
             self._sought_generation = generation
 
@@ -362,13 +362,18 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
 
     def _reread_from(self, offsets: dict[TP, int]) -> None:
         """Seek each assigned partition of `offsets` back to its offset, now (faust's
-        flow control clears the queues synchronously)."""
+        flow control clears the queues synchronously) — only back: a partition whose
+        delivery is not past that offset delivers it anyway (after a rebalance's seek
+        to the committed offsets, or an earlier reread from further back, which a seek
+        forward would undo)."""
         try:
             assigned = self.assignment()
         except ConsumerNotStarted:
             return  # stopping: nothing more is read
         for tp, offset in offsets.items():
             if tp not in assigned or not self.app.topics.acks_enabled_for(tp.topic):
+                continue
+            if offset >= self._expected.get(tp, offset + 1):
                 continue
             log.info("rereading %s[%d] from %d: cleared from an agent's queue",
                      tp.topic, tp.partition, offset)

@@ -422,20 +422,22 @@ def test_with_nothing_committed_delivery_and_commit_start_at_the_first_offset(
     yet)."""
     consumer, sought = _in_order_consumer(app)
     done, fresh, zero = TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2)
+    changelog = TP("app-table-changelog", 0)  # never committed: a standby reads it all
+    consumer._thread.assigned.add(changelog)
 
     async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        assert tps == (fresh, zero)
-        return {fresh: 3, zero: 0}
+        assert tps == (fresh, zero, changelog)
+        return {fresh: 3, zero: 0, changelog: 5}
 
     # The client's seek to the committed offsets leaves offset 0 alone as well.
-    _committed_offsets(consumer, {done: 40, fresh: None, zero: 0})
+    _committed_offsets(consumer, {done: 40, fresh: None, zero: 0, changelog: None})
     consumer.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
     run = asyncio.get_event_loop().run_until_complete
     run(consumer.perform_seek())
     run(consumer._apply_seeks())
     # The client's position may be anywhere: it is set.
-    assert sought == {done: 40, fresh: 3, zero: 0}
-    assert consumer._expected == {done: 40, fresh: 3, zero: 0}
+    assert sought == {done: 40, fresh: 3, zero: 0, changelog: 5}
+    assert consumer._expected[fresh] == 3 and consumer._expected[zero] == 0
     consumer._acked[fresh] = [20, 21]
     assert consumer._new_offset(fresh) is None
     consumer._acked[fresh] = [3, 4, 5]
@@ -523,3 +525,19 @@ def test_messages_cleared_while_the_agents_run_are_read_again(app: faust.App) ->
     run(consumer._apply_seeks())
     assert sought == {tp: 7} and other not in sought
     assert run(consumer._in_order(tp, message(7, generation=2)))
+
+
+def test_a_reread_of_cleared_messages_never_moves_delivery_forward(app: faust.App) -> None:
+    """Messages cleared from an agent's queue are read again only if delivery is past
+    them: a reread from further on would undo a seek further back (seen: a batch
+    dropped at a rebalance had its partition read again from 52; the messages cleared
+    behind it then moved the reread to 566, and a sink never wrote 52-565)."""
+    consumer, _ = _in_order_consumer(app)
+    tp = TP(TOPIC, 0)
+    consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
+    app.consumer_generation_id = consumer._sought_generation = 2
+    consumer._delivered(tp, 700, consumer._seek_epoch)
+    consumer.note_cleared([message(52, generation=2)])
+    assert consumer._to_seek == {tp: 52}
+    consumer.note_cleared([message(566, generation=2)])
+    assert consumer._to_seek == {tp: 52} and consumer._expected[tp] == 52
