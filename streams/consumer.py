@@ -38,6 +38,10 @@ from streams.stall_guard import PartitionProgress, StallGuard
 log = logging.getLogger(__name__)
 
 
+# The consumer generation of a message taken back (FastDrainConsumer._undeliver): none.
+UNDELIVERED = -1
+
+
 class FastDrainConsumer(aiokafka_driver.Consumer):
     """faust's aiokafka Consumer. Its fetch loop (`_drain_messages`) makes the waiting
     seeks before each fetch (see `seek`) and awaits each delivery directly:
@@ -74,6 +78,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         self._log_start: dict[TP, int] = {}
         # Messages cleared from agents' queues at a rebalance: (message, shares).
         self._cleared: dict[int, tuple[Message, int]] = {}
+        self.clears = 0  # how many times faust's flow control cleared the agents' queues
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         callback = self.callback
@@ -119,13 +124,16 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
-                            epoch = self._seek_epoch
+                            epoch, clears = self._seek_epoch, self.clears
                             if suspended():
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             else:
                                 # The one change: see the class docstring.
                                 await callback(message)
-                            self._delivered(tp, offset, epoch)
+                            if clears != self.clears:
+                                self._undeliver(tp, message)
+                            else:
+                                self._delivered(tp, offset, epoch)
                         else:
                             self.log.dev(
                                 "DROPPED MESSAGE ROFF %r: k=%r v=%r",
@@ -195,6 +203,18 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                  tp.topic, tp.partition, want, message.offset)
         await self.seek(tp, want)
         return False
+
+    def _undeliver(self, tp: TP, message: Message) -> None:
+        """Take back a delivery during which the agents' queues were cleared: it may
+        have put `message` in a queue after the clear (a delivery waiting for room in
+        a full queue goes on once the clear makes room), ahead of the reread of the
+        messages cleared. Agents skip a message of another consumer generation, and
+        its partition is read again from it."""
+        if not self.app.topics.acks_enabled_for(tp.topic):
+            self._delivered(tp, message.offset, self._seek_epoch)
+            return  # table changelogs: applied whenever they come
+        message.generation_id = UNDELIVERED
+        self._reread_from({tp: message.offset})
 
     def _delivered(self, tp: TP, offset: int, epoch: int) -> None:
         """Record `offset` as delivered, unless a seek happened while it was (the seek's
@@ -362,10 +382,10 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
 
     def _reread_from(self, offsets: dict[TP, int]) -> None:
         """Seek each assigned partition of `offsets` back to its offset, now (faust's
-        flow control clears the queues synchronously) — only back: a partition whose
-        delivery is not past that offset delivers it anyway (after a rebalance's seek
-        to the committed offsets, or an earlier reread from further back, which a seek
-        forward would undo)."""
+        flow control clears the queues synchronously) — never forward: a partition
+        whose next delivery is further back delivers it anyway (after a rebalance's
+        seek to the committed offsets, or an earlier reread from further back, which a
+        seek forward would undo)."""
         try:
             assigned = self.assignment()
         except ConsumerNotStarted:
@@ -373,7 +393,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         for tp, offset in offsets.items():
             if tp not in assigned or not self.app.topics.acks_enabled_for(tp.topic):
                 continue
-            if offset >= self._expected.get(tp, offset + 1):
+            if offset > self._expected.get(tp, offset):
                 continue
             log.info("rereading %s[%d] from %d: cleared from an agent's queue",
                      tp.topic, tp.partition, offset)
@@ -469,8 +489,10 @@ def install(app: faust.App) -> None:
                 dropped += [item.message for item in list(getattr(queue, "_queue", ()))
                             if isinstance(getattr(item, "message", None), Message)]
         clear_queues()
+        consumer = cast(FastDrainConsumer, app.consumer)
+        consumer.clears += 1
         if dropped:
-            cast(FastDrainConsumer, app.consumer).note_cleared(dropped)
+            consumer.note_cleared(dropped)
 
     flow_control.clear = clear_and_note  # type: ignore[method-assign]
 

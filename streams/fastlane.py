@@ -60,6 +60,7 @@ class BulkBuffer:
         self._batch_ready = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
+        self.clears = 0
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -89,10 +90,14 @@ class BulkBuffer:
                 self._space.clear()
 
     async def put(self, value: Message) -> None:
-        """Add one message, waiting while the buffer is full."""
+        """Add one message, waiting while the buffer is full — unless the buffer was
+        cleared meanwhile: added after the messages cleared before it, it would be
+        processed before their reread (the worker's consumer reads it again too)."""
+        clears = self.clears
         while self.full():
             await self._space.wait()
-        self.put_nowait_enhanced(value)
+        if clears == self.clears:
+            self.put_nowait_enhanced(value)
 
     async def wait(self, within: float) -> None:
         """Wait for a message; then for a full batch, `within` seconds at a time, for
@@ -143,6 +148,7 @@ class BulkBuffer:
         worker's consumer notes what was dropped, see streams.consumer)."""
         self.messages = []
         self.bytes = 0
+        self.clears += 1
         self._nonempty.clear()
         self._batch_ready.clear()
         self._space.set()

@@ -111,10 +111,14 @@ def test_drain_loop_differs_from_faust_only_where_intended() -> None:
             # in-order delivery (see FastDrainConsumer._in_order and _delivered)
             "+if not await self._in_order(tp, message):",
             "+continue",
-            "+epoch = self._seek_epoch",
+            "+epoch, clears = self._seek_epoch, self.clears",
             "-set_read_offset = self._read_offset.__setitem__",
             "-set_read_offset(tp, offset)",
             "+self._delivered(tp, offset, epoch)",
+            # a delivery the queues were cleared during (see _undeliver)
+            "+if clears != self.clears:",
+            "+self._undeliver(tp, message)",
+            "+else:",
             # seeks made between fetches (see FastDrainConsumer.seek)
             "+await self._apply_seeks()",
             # the same code, formatted differently
@@ -541,3 +545,33 @@ def test_a_reread_of_cleared_messages_never_moves_delivery_forward(app: faust.Ap
     assert consumer._to_seek == {tp: 52}
     consumer.note_cleared([message(566, generation=2)])
     assert consumer._to_seek == {tp: 52} and consumer._expected[tp] == 52
+
+
+def test_a_delivery_during_which_the_queues_were_cleared_is_taken_back(
+    app: faust.App,
+) -> None:
+    """A delivery waiting for room in a full agent queue goes on once a clear makes
+    room: its message then sits ahead of the reread of those cleared. It is made a
+    message of no generation (agents skip it) and its partition read again from it."""
+    consumer, _ = _in_order_consumer(app)
+    tp = TP(TOPIC, 0)
+    consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
+    fetcher = _Fetcher()
+    sent = [message(o) for o in range(3)]
+
+    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        for m in sent:
+            yield tp, m
+        fetcher._stopped.set()
+
+    async def callback(msg: Any) -> None:
+        if msg.offset == 1:
+            app.flow_control.clear()  # a rebalance, while this delivery waits
+
+    consumer.getmany = getmany  # type: ignore[method-assign]
+    consumer.callback = callback
+    asyncio.get_event_loop().run_until_complete(
+        consumer._drain_messages(fetcher)  # type: ignore[arg-type]
+    )
+    assert [m.generation_id for m in sent] == [0, consumer_module.UNDELIVERED, 0]
+    assert consumer._to_seek == {tp: 1}

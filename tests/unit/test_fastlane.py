@@ -63,6 +63,24 @@ def test_buffer_put_waits_for_room_and_clear_releases() -> None:
     assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
 
 
+def test_a_put_waiting_through_a_clear_adds_nothing() -> None:
+    """A rebalance's clear makes room; the message that waited for it would come before
+    the reread of those cleared (seen: a sink got offset 946 right after 26 that way)."""
+
+    async def scenario() -> list[int]:
+        buffer = BulkBuffer(batch=1, batch_bytes=10_000)
+        for i in range(4):
+            buffer.put_nowait_enhanced(message(i))
+        waiting = asyncio.ensure_future(buffer.put(message(4)))
+        await asyncio.sleep(0.01)
+        buffer.clear()
+        await asyncio.wait_for(waiting, 1)
+        buffer.put_nowait_enhanced(message(0))  # the reread
+        return [m.offset for m in buffer.messages]
+
+    assert asyncio.run(scenario()) == [0]
+
+
 def test_buffer_wait_returns_on_a_full_batch_or_after_within() -> None:
     async def scenario() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
