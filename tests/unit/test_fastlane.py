@@ -46,14 +46,20 @@ def test_buffer_batches_are_bounded_in_bytes_too() -> None:
     assert not big.full() and big.bytes == 0
 
 
+async def _full_buffer_and_a_waiting_put() -> tuple[BulkBuffer, asyncio.Future[None]]:
+    """A full buffer (four one-message batches) and a put of offset 4 waiting for room."""
+    buffer = BulkBuffer(batch=1, batch_bytes=10_000)
+    for i in range(4):
+        buffer.put_nowait_enhanced(message(i))
+    waiting = asyncio.ensure_future(buffer.put(message(4)))
+    await asyncio.sleep(0)  # the put runs until it waits
+    assert not waiting.done()  # full: the conductor waits
+    return buffer, waiting
+
+
 def test_buffer_put_waits_for_room_and_clear_releases() -> None:
     async def scenario() -> list[int]:
-        buffer = BulkBuffer(batch=1, batch_bytes=10_000)
-        for i in range(4):
-            buffer.put_nowait_enhanced(message(i))
-        waiting = asyncio.ensure_future(buffer.put(message(4)))
-        await asyncio.sleep(0.01)
-        assert not waiting.done()  # full: the conductor waits
+        buffer, waiting = await _full_buffer_and_a_waiting_put()
         taken = [m.offset for m in buffer.take()]
         await asyncio.wait_for(waiting, 1)
         while buffer.messages:
@@ -68,11 +74,7 @@ def test_a_put_waiting_through_a_clear_adds_nothing() -> None:
     the reread of those cleared (seen: a sink got offset 946 right after 26 that way)."""
 
     async def scenario() -> list[int]:
-        buffer = BulkBuffer(batch=1, batch_bytes=10_000)
-        for i in range(4):
-            buffer.put_nowait_enhanced(message(i))
-        waiting = asyncio.ensure_future(buffer.put(message(4)))
-        await asyncio.sleep(0.01)
+        buffer, waiting = await _full_buffer_and_a_waiting_put()
         buffer.clear()
         await asyncio.wait_for(waiting, 1)
         buffer.put_nowait_enhanced(message(0))  # the reread
