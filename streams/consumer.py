@@ -54,7 +54,8 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
     of a busy worker. Here the delivery is awaited directly while the flow is not
     suspended; when it is, faust's `wait_first` is used, exactly as before. A
     delivery blocked when a rebalance starts ends as it did before: faust stops the
-    fetcher (cancelling it) before it revokes partitions, and clears the queues.
+    fetcher (cancelling it) before it revokes partitions, and clears the queues; one
+    that the queues were cleared during otherwise is taken back (`_undeliver`).
     Everything else is faust 0.15.3's loop unchanged but for in-order delivery (the
     sections below).
     """
@@ -64,8 +65,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         # In-order delivery (see _in_order): per partition, the next offset to deliver;
         # seeks counted, so that a delivery spanning one does not move the offsets;
         # seeks waiting for the fetch loop (see `seek`); partitions sought since their
-        # last record was handed out, with the offset they were sought to; partitions
-        # reread since the current fetch began.
+        # last record was handed out, with the offset they were sought to.
         self._expected: dict[TP, int] = {}
         self._seek_epoch = 0
         self._to_seek: dict[TP, int] = {}
