@@ -8,7 +8,7 @@
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
 # KAFKA_HOME_DIR (<project>/.local/kafka), KAFKA_START_TIMEOUT (90 seconds),
-# KAFKA_HEAP (512m).
+# KAFKA_HEAP (512m), KAFKA_CLUSTER_ID (a random id when the storage is first formatted).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -76,9 +76,11 @@ configure() {
     "$here/server.properties.in" >"$props"
   if [[ ! -f $data/meta.properties ]]; then
     local cluster_id
-    cluster_id="$(python3 -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+    cluster_id="${KAFKA_CLUSTER_ID:-$(python3 -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')}"
+    # "--cluster-id=ID" in one word: an id may start with "-" (URL-safe base64), and
+    # "-t ID" would then be read as an option.
     java -cp "$lib/*" -Dlog4j.configuration="file:$here/log4j.properties" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --ignore-formatted >&2 \
+      kafka.tools.StorageTool format "--cluster-id=$cluster_id" -c "$props" --ignore-formatted >&2 \
       || die "formatting the storage in $data failed"
   fi
 }
