@@ -20,8 +20,21 @@ from streams.topics import TopicNames, TopicSpec
 TOPIC_ALREADY_EXISTS = 36
 
 
-class BrokerUnreachable(RuntimeError):
+class ClusterNotReady(RuntimeError):
+    """The cluster cannot serve the worker yet; the message says what to do."""
+
+
+class BrokerUnreachable(ClusterNotReady):
     """No broker answered at the configured address; the message says what to set."""
+
+
+class TopicsNotReady(ClusterNotReady):
+    """Topics still report no partitions: routing by partition count is impossible."""
+
+
+# How long a freshly created topic may take to show its partitions in metadata (a
+# busy single-node cluster on two cores has taken more than five seconds).
+PARTITIONS_WAIT_S = 60.0
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -113,14 +126,26 @@ async def describe_topics(settings: Settings, names: list[str]) -> list[TopicSta
         await admin.close()
 
 
-async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> list[TopicState]:
+async def _describe(
+    admin: AIOKafkaAdminClient, names: list[str], wait_s: float = PARTITIONS_WAIT_S
+) -> list[TopicState]:
+    """Partition counts of `names`, once every one reports at least one partition;
+    TopicsNotReady when some still report none after `wait_s`."""
     if not names:
         return []
-    # Freshly created topics may take a moment to show all partitions in metadata.
-    for _ in range(50):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
         described = await admin.describe_topics(names)
         states = [TopicState(t["topic"], len(t["partitions"])) for t in described]
-        if all(s.partitions > 0 for s in states) and len(states) == len(names):
-            return states
+        found = {s.name for s in states if s.partitions > 0}
+        if len(found) == len(set(names)):
+            return [s for s in states if s.name in found]
+        if loop.time() >= deadline:
+            missing = sorted(set(names) - found)
+            raise TopicsNotReady(
+                f"topics {', '.join(missing[:5])} report no partitions after {wait_s:g} s; "
+                "the cluster is still creating them or is overloaded: start the worker "
+                "again in a moment (nothing was processed)"
+            )
         await asyncio.sleep(0.1)
-    return states

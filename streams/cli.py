@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from streams.admin import BrokerUnreachable, check_broker, describe_topics, ensure_topics
+from streams.admin import ClusterNotReady, check_broker, describe_topics, ensure_topics
 from streams.settings import Settings, SettingsError
 from streams.topics import EVENT_ROUTES, TopicNames
 
@@ -39,7 +39,7 @@ def _run(coro_factory: Callable[[], Any]) -> Any:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(coro_factory())
-    except BrokerUnreachable as exc:
+    except ClusterNotReady as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
@@ -77,7 +77,7 @@ def worker() -> None:
     settings = _settings()
     try:
         run_worker(settings)
-    except BrokerUnreachable as exc:
+    except ClusterNotReady as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 

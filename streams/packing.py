@@ -37,7 +37,9 @@ def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives `key`.
 
     Cached: aiokafka's murmur2 is pure Python, and entity ids repeat (an engine
-    sends many events)."""
+    sends many events). A topic without partitions has no answer: ValueError."""
+    if partitions < 1:
+        raise ValueError(f"a topic needs at least one partition, it reports {partitions}")
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
@@ -57,7 +59,8 @@ def pack(
         key = event.key.encode("utf-8")
         topic = typed_topics[event.event_type]
         where = (topic, partition_for(key, partitions[topic]))
-        groups.setdefault(where, []).append((key, orjson.dumps(event.doc), event.offset))
+        body = event.body if event.body is not None else orjson.dumps(event.doc)
+        groups.setdefault(where, []).append((key, body, event.offset))
     out: list[Outgoing] = []
     for (topic, partition), items in groups.items():
         chunk: list[tuple[bytes, bytes, int]] = []
