@@ -8,46 +8,80 @@ when it holds no event at all, ends up in exactly one of the two lists.
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from streams.avro_codec import AvroDecodeError, decode_container, is_avro_container
+from streams.avro_codec import (
+    AvroDecodeError,
+    AvroTooLarge,
+    decode_container,
+    is_avro_container,
+)
+from streams.dead_letters import (
+    CONFIDENTIALITY,
+    DECODE_ERROR,
+    FUTURE_TIMESTAMP,
+    MALFORMED_JSON,
+    NOT_AN_OBJECT,
+    OVERSIZED,
+    SCHEMA_VIOLATION,
+    TOO_DEEP,
+    UNKNOWN_EVENT_TYPE,
+    DeadLetter,
+    Inbound,
+    processing_error,
+)
+from streams.limits import (
+    DEFAULT_MAX_DEPTH,
+    encode_json,
+    json_depth_exceeds,
+    non_finite_path,
+)
 from streams.topics import EVENT_ROUTES, TopicNames
 from streams.validation import SchemaRegistry, Violation
+
+__all__ = [
+    "CONFIDENTIALITY",
+    "DECODE_ERROR",
+    "FUTURE_TIMESTAMP",
+    "MALFORMED_JSON",
+    "NOT_AN_OBJECT",
+    "OVERSIZED",
+    "SCHEMA_VIOLATION",
+    "TOO_DEEP",
+    "UNKNOWN_EVENT_TYPE",
+    "DeadLetter",
+    "Inbound",
+    "RoutedEvent",
+    "Router",
+    "Routing",
+]
 
 EVENT_TYPE_FIELD = "event_type"
 EVENT_TYPE_HEADER = "event-type"
 CONTENT_TYPE_HEADER = "content-type"
 AVRO_CONTENT_TYPES = (b"application/avro", b"avro/binary")
 
-# Dead-letter reasons the router gives (the schema lists those of later stages too).
-MALFORMED_JSON = "malformed_json"
-DECODE_ERROR = "decode_error"
-NOT_AN_OBJECT = "not_an_object"
-UNKNOWN_EVENT_TYPE = "unknown_event_type"
-SCHEMA_VIOLATION = "schema_violation"
-OVERSIZED = "oversized"
-CONFIDENTIALITY = "confidentiality"
-
 # Lifecycle events are confidential: their dead letters never echo values.
 CONFIDENTIAL_TYPES = frozenset({"engine_event"})
 
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """One Kafka message as the router sees it."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = ()
-    timestamp_ms: int | None = None
+# The field that holds each event type's event time (epoch seconds).
+EVENT_TIME_FIELDS: dict[str, str] = {
+    "engine_execution": "timestamp",
+    "comparison_result": "timestamp",
+    "training_sample": "created_at",
+    "engine_event": "timestamp",
+    "session_event": "timestamp",
+    "ml_job_command": "timestamp",
+}
+# Default of ENGINESTREAM_MAX_FUTURE_SKEW: how far past the wall clock an event time
+# may be before the event is refused (clocks of engines and devices drift).
+DEFAULT_MAX_FUTURE_SKEW_S = 300.0
 
 
 @dataclass(slots=True)
@@ -58,56 +92,7 @@ class RoutedEvent:
     key: str
     doc: dict[str, Any]
     offset: int = -1  # offset of the message it came in
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    """An event (or a message that is no event) refused, with the reason."""
-
-    reason: str
-    message: str
-    source: Inbound
-    original: bytes
-    batch_index: int | None = None
-    event_type: str | None = None
-    violation: Violation | None = None
-    original_size: int | None = None
-    removed_fields: list[str] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        """Stable id: where the refused event was read, so a redelivery has the same id."""
-        index = "-" if self.batch_index is None else str(self.batch_index)
-        return f"{self.source.topic}/{self.source.partition}/{self.source.offset}/{index}"
-
-    def to_record(self, now: float) -> dict[str, Any]:
-        """The dead letter as a `dead_letter` document (schemas/v1/dead_letter.json)."""
-        error: dict[str, Any] = {"message": self.message}
-        if self.violation is not None:
-            error["rule"] = self.violation.rule
-            error["path"] = self.violation.path
-            error["schema_path"] = self.violation.schema_path
-        size = len(self.original) if self.original_size is None else self.original_size
-        record: dict[str, Any] = {
-            "id": self.id,
-            "reason": self.reason,
-            "error": error,
-            "source": {
-                "topic": self.source.topic,
-                "partition": self.source.partition,
-                "offset": self.source.offset,
-                "batch_index": self.batch_index,
-                "message_timestamp_ms": self.source.timestamp_ms,
-            },
-            "original": base64.b64encode(self.original).decode("ascii"),
-            "original_size": size,
-            "original_truncated": size > len(self.original),
-            "dead_lettered_at": now,
-            "event_type": self.event_type,
-        }
-        if self.removed_fields:
-            record["removed_fields"] = self.removed_fields
-        return record
+    body: bytes | None = None  # `doc` as JSON when already encoded
 
 
 @dataclass(slots=True)
@@ -125,6 +110,11 @@ def _header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
     return None
 
 
+def _is_infrastructure(exc: BaseException) -> bool:
+    """Errors no input can cause: going on after them could lose data."""
+    return isinstance(exc, MemoryError)
+
+
 class Router:
     """Validates and routes inbound messages; see the module docstring."""
 
@@ -134,29 +124,40 @@ class Router:
         registry: SchemaRegistry,
         max_message_bytes: int = 1_000_000,
         dead_letter_keep_bytes: int = 65_536,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_S,
     ) -> None:
         self.names = names
         self.registry = registry
         self.max_message_bytes = max_message_bytes
         self.dead_letter_keep_bytes = dead_letter_keep_bytes
+        self.max_depth = max_depth
+        self.max_future_skew_s = max_future_skew_s
 
-    def route(self, msg: Inbound) -> Routing:
-        """Route every event of `msg`; never raises on any input."""
+    def route(self, msg: Inbound, now: float | None = None) -> Routing:
+        """Route every event of `msg`; never raises on any input.
+
+        `now` (epoch seconds, default the wall clock) is what event times are
+        compared with. An error while routing one event refuses that event as a
+        `processing_error`; one outside any event refuses the whole message."""
         out = Routing()
+        try:
+            self._route_message(msg, time.time() if now is None else now, out)
+        except Exception as exc:
+            if _is_infrastructure(exc):
+                raise
+            value = msg.value or b""
+            out = Routing()
+            letter = processing_error(None, exc, msg, value[: self.dead_letter_keep_bytes])
+            letter.original_size = len(value)
+            out.dead_letters.append(letter)
+        return out
+
+    def _route_message(self, msg: Inbound, now: float, out: Routing) -> None:
         value = msg.value or b""
         if len(value) > self.max_message_bytes:
-            digest = hashlib.sha256(value).hexdigest()
-            out.dead_letters.append(
-                DeadLetter(
-                    OVERSIZED,
-                    f"message of {len(value)} bytes exceeds the limit of "
-                    f"{self.max_message_bytes} bytes (sha256 {digest})",
-                    msg,
-                    value[: self.dead_letter_keep_bytes],
-                    original_size=len(value),
-                )
-            )
-            return out
+            out.dead_letters.append(self._oversized(msg, value, len(value), "message"))
+            return
         fixed_type = self.names.type_of_raw.get(msg.topic)
         header_type = _header(msg.headers, EVENT_TYPE_HEADER)
         default_type = fixed_type or (
@@ -165,29 +166,37 @@ class Router:
         content_type = _header(msg.headers, CONTENT_TYPE_HEADER)
         if is_avro_container(value) or content_type in AVRO_CONTENT_TYPES:
             try:
-                avro_type, docs = decode_container(value)
+                avro_type, docs = decode_container(value, max_bytes=self.max_message_bytes)
+            except AvroTooLarge as exc:
+                out.dead_letters.append(self._oversized(msg, value, exc.size, "decompressed"))
+                return
             except AvroDecodeError as exc:
                 out.dead_letters.append(DeadLetter(DECODE_ERROR, str(exc), msg, value))
-                return out
+                return
             default_type = fixed_type or avro_type or default_type
             for index, doc in enumerate(docs):
-                self._route_event(msg, doc, index, default_type, None, out)
+                self._guarded(msg, doc, index, default_type, None, now, out, binary=True)
             if not docs:
                 out.dead_letters.append(
                     DeadLetter(NOT_AN_OBJECT, "empty Avro container: no event", msg, value)
                 )
-            return out
+            return
         try:
             parsed = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc):
+                out.dead_letters.append(
+                    DeadLetter(TOO_DEEP, f"not routed: {exc}", msg, value)
+                )
+                return
             reason = "empty message" if not value else f"not valid JSON: {exc}"
             out.dead_letters.append(DeadLetter(MALFORMED_JSON, reason, msg, value))
-            return out
+            return
         if isinstance(parsed, dict):
-            self._route_event(msg, parsed, None, default_type, value, out)
+            self._guarded(msg, parsed, None, default_type, value, now, out)
         elif isinstance(parsed, list) and parsed:
             for index, doc in enumerate(parsed):
-                self._route_event(msg, doc, index, default_type, None, out)
+                self._guarded(msg, doc, index, default_type, None, now, out)
         else:
             what = "an empty batch" if isinstance(parsed, list) else type(parsed).__name__
             out.dead_letters.append(
@@ -198,7 +207,47 @@ class Router:
                     value,
                 )
             )
-        return out
+
+    def _oversized(self, msg: Inbound, value: bytes, size: int, what: str) -> DeadLetter:
+        digest = hashlib.sha256(value).hexdigest()
+        detail = (
+            f"message of {size} bytes"
+            if what == "message"
+            else f"Avro container of {len(value)} bytes that expands to more than {size} bytes"
+        )
+        return DeadLetter(
+            OVERSIZED,
+            f"{detail} exceeds the limit of {self.max_message_bytes} bytes (sha256 {digest})",
+            msg,
+            value[: self.dead_letter_keep_bytes],
+            original_size=len(value),
+        )
+
+    def _guarded(
+        self,
+        msg: Inbound,
+        doc: Any,
+        index: int | None,
+        default_type: str | None,
+        raw: bytes | None,
+        now: float,
+        out: Routing,
+        binary: bool = False,
+    ) -> None:
+        """Route one event; an error while doing so refuses that event alone."""
+        routed, refused = len(out.events), len(out.dead_letters)
+        try:
+            self._route_event(msg, doc, index, default_type, raw, now, out, binary)
+        except Exception as exc:
+            if _is_infrastructure(exc):
+                raise
+            del out.events[routed:], out.dead_letters[refused:]
+            original = raw if raw is not None else encode_json(doc)
+            out.dead_letters.append(
+                processing_error(
+                    None, exc, msg, original[: self.dead_letter_keep_bytes], batch_index=index
+                )
+            )
 
     def _route_event(
         self,
@@ -207,36 +256,50 @@ class Router:
         index: int | None,
         default_type: str | None,
         raw: bytes | None,
+        now: float,
         out: Routing,
+        binary: bool,
     ) -> None:
-        received = doc  # a batch member's original is its own JSON, event_type included
-
-        def original() -> bytes:
-            return raw if raw is not None else orjson.dumps(received)
-
+        # A batch member's original is its own JSON, event_type included; encoded
+        # once, here, and reused as the routed body when nothing is taken out of it.
+        original = raw if raw is not None else encode_json(doc)
+        # Before anything that recurses (validation, its explanations, encoding).
+        if json_depth_exceeds(original, self.max_depth):
+            out.dead_letters.append(
+                DeadLetter(
+                    TOO_DEEP,
+                    f"event nests deeper than {self.max_depth} levels",
+                    msg,
+                    original,
+                    batch_index=index,
+                )
+            )
+            return
         if not isinstance(doc, dict):
             out.dead_letters.append(
                 DeadLetter(
                     NOT_AN_OBJECT,
                     f"batch element is {type(doc).__name__}, not an event object",
                     msg,
-                    original(),
+                    original,
                     batch_index=index,
                 )
             )
             return
         named = doc.get(EVENT_TYPE_FIELD)
+        body: bytes | None = original if raw is None else None
         if EVENT_TYPE_FIELD in doc:
             doc = {k: v for k, v in doc.items() if k != EVENT_TYPE_FIELD}
+            body = None
         fixed_type = self.names.type_of_raw.get(msg.topic)
         if named is not None and fixed_type is not None and named != fixed_type:
             out.dead_letters.append(
                 DeadLetter(
                     SCHEMA_VIOLATION,
-                    f"event_type {named!r} does not match topic {msg.topic!r} "
+                    f"event_type {str(named)[:100]!r} does not match topic {msg.topic!r} "
                     f"which carries {fixed_type!r}",
                     msg,
-                    original(),
+                    original,
                     batch_index=index,
                     event_type=fixed_type,
                 )
@@ -251,66 +314,91 @@ class Router:
                 f"known: {', '.join(EVENT_ROUTES)}"
             )
             out.dead_letters.append(
-                DeadLetter(UNKNOWN_EVENT_TYPE, message, msg, original(), batch_index=index)
+                DeadLetter(UNKNOWN_EVENT_TYPE, message, msg, original, batch_index=index)
             )
             return
-        if event_type in CONFIDENTIAL_TYPES:
-            self._route_confidential(msg, doc, index, event_type, out)
-            return
-        violation = self.registry.check(event_type, doc)
+        confidential = event_type in CONFIDENTIAL_TYPES
+        if confidential:
+            allowed = self.registry.allowed_fields(event_type, doc)
+            extra = sorted(k for k in doc if allowed is not None and k not in allowed)
+            if extra:
+                out.dead_letters.append(self._content_refused(msg, doc, extra, index, event_type))
+                return
+            # Never echo values: the stored copy is the event without anything removed,
+            # re-encoded, so that it holds nothing the schema does not allow.
+            original = encode_json(doc)
+        violation = self._violation(event_type, doc, binary)
         if violation is not None:
-            out.dead_letters.append(
-                DeadLetter(
-                    SCHEMA_VIOLATION,
-                    violation.message,
-                    msg,
-                    original(),
-                    batch_index=index,
-                    event_type=event_type,
-                    violation=violation,
-                )
-            )
-            return
-        key = doc[EVENT_ROUTES[event_type].key_field]
-        out.events.append(RoutedEvent(event_type, key, doc, msg.offset))
-
-    def _route_confidential(
-        self, msg: Inbound, doc: dict[str, Any], index: int | None, event_type: str, out: Routing
-    ) -> None:
-        """Lifecycle events: extra fields are refused and never stored; errors never
-        quote values, since a value could be prompt text in the wrong field."""
-        allowed = self.registry.allowed_fields(event_type, doc)
-        extra = sorted(k for k in doc if allowed is not None and k not in allowed)
-        if extra:
-            kept = {k: v for k, v in doc.items() if k not in extra}
-            out.dead_letters.append(
-                DeadLetter(
-                    CONFIDENTIALITY,
-                    "lifecycle events carry structure only; refused fields: "
-                    + ", ".join(k or '""' for k in extra),
-                    msg,
-                    orjson.dumps(kept),
-                    batch_index=index,
-                    event_type=event_type,
-                    # dead_letter.json names removed fields with non-empty strings only
-                    removed_fields=[k for k in extra if k],
-                )
-            )
-            return
-        violation = self.registry.check(event_type, doc)
-        if violation is not None:
-            out.dead_letters.append(
-                DeadLetter(
-                    SCHEMA_VIOLATION,
+            message = violation.message
+            if confidential:
+                message = (
                     f"{violation.path or '/'}: fails the '{violation.rule}' rule "
-                    "(value not shown: lifecycle events are confidential)",
+                    "(value not shown: lifecycle events are confidential)"
+                )
+            out.dead_letters.append(
+                DeadLetter(
+                    SCHEMA_VIOLATION,
+                    message,
                     msg,
-                    orjson.dumps(doc),
+                    original,
                     batch_index=index,
                     event_type=event_type,
                     violation=violation,
                 )
             )
             return
+        time_field = EVENT_TIME_FIELDS[event_type]
+        event_time = doc.get(time_field)
+        if event_time is not None and event_time > now + self.max_future_skew_s:
+            out.dead_letters.append(
+                DeadLetter(
+                    FUTURE_TIMESTAMP,
+                    f"{time_field} {event_time} is {event_time - now:.0f} s ahead of the "
+                    f"wall clock; at most {self.max_future_skew_s:g} s are allowed "
+                    "(event times are epoch seconds)",
+                    msg,
+                    original,
+                    batch_index=index,
+                    event_type=event_type,
+                    violation=Violation(
+                        f"{time_field} is in the future", "maximum", f"/{time_field}", ""
+                    ),
+                )
+            )
+            return
         key = doc[EVENT_ROUTES[event_type].key_field]
-        out.events.append(RoutedEvent(event_type, key, doc, msg.offset))
+        out.events.append(RoutedEvent(event_type, key, doc, msg.offset, body))
+
+    def _violation(self, event_type: str, doc: dict[str, Any], binary: bool) -> Violation | None:
+        """The schema's verdict; a binary wire can also carry NaN and infinities,
+        which no range rule of a schema catches."""
+        if binary:
+            path = non_finite_path(doc)
+            if path is not None:
+                return Violation(
+                    f"{path or '/'} is not a finite number", "type", path, ""
+                )
+        return self.registry.check(event_type, doc)
+
+    def _content_refused(
+        self,
+        msg: Inbound,
+        doc: dict[str, Any],
+        extra: list[str],
+        index: int | None,
+        event_type: str,
+    ) -> DeadLetter:
+        """A lifecycle event carrying fields its variant does not allow: refused, and
+        stored without them (a value could be prompt text in the wrong field)."""
+        kept = {k: v for k, v in doc.items() if k not in extra}
+        return DeadLetter(
+            CONFIDENTIALITY,
+            "lifecycle events carry structure only; refused fields: "
+            + ", ".join(k or '""' for k in extra),
+            msg,
+            encode_json(kept),
+            batch_index=index,
+            event_type=event_type,
+            # dead_letter.json names removed fields with non-empty strings only
+            removed_fields=[k for k in extra if k],
+        )

@@ -117,6 +117,11 @@ class Settings:
     max_message_bytes: int = 1_000_000
     # How much of an oversized message its dead letter keeps (with size and digest).
     dead_letter_keep_bytes: int = 65_536
+    # An event nested deeper than this is dead-lettered as too_deep.
+    max_depth: int = 32
+    # An event time further than this past the wall clock is dead-lettered as
+    # future_timestamp (seconds), and never moves a window's watermark.
+    max_future_skew_s: float = 300.0
     # Routed events bound for one partition are packed into messages up to this size.
     output_batch_bytes: int = 512_000
     # How many inbound messages the router takes at once before producing.
@@ -179,6 +184,10 @@ class Settings:
             ),
             dead_letter_keep_bytes=_int(
                 env, "ENGINESTREAM_DEAD_LETTER_KEEP_BYTES", cls.dead_letter_keep_bytes
+            ),
+            max_depth=_int(env, "ENGINESTREAM_MAX_DEPTH", cls.max_depth, minimum=4, maximum=200),
+            max_future_skew_s=_float(
+                env, "ENGINESTREAM_MAX_FUTURE_SKEW", cls.max_future_skew_s
             ),
             output_batch_bytes=_int(
                 env, "ENGINESTREAM_OUTPUT_BATCH_BYTES", cls.output_batch_bytes, minimum=1024
