@@ -13,7 +13,14 @@ already final is *late*: it is still added while the window's state is retained,
 and the window is emitted again as the next revision. After the retention, the
 event is *too late* and goes to the dead letters. A partition without events for
 `idle_timeout_s` of wall-clock time lets its watermark follow the wall clock, so a
-quiet engine's windows still close.
+quiet engine's windows still close; a partition that has never had an event does
+not (it has no windows to close), so history replayed into a fresh worker is
+windowed by its own event time, not refused as late.
+
+Event time a client cannot break: an event whose time is more than
+`max_future_skew_s` past the wall clock is *from the future* (epoch milliseconds
+sent as seconds, a device with a wrong clock); it is refused and never moves the
+watermark, which would otherwise make every later event of its partition too late.
 
 Idempotence: every window remembers the position (offset, index in message) of the
 last event it took, and skips events at or before it; so re-delivered events after
@@ -49,12 +56,15 @@ class WindowConfig:
     grace_s: float = 0.0
     retention_s: float = 3600.0
     idle_timeout_s: float = 30.0
+    max_future_skew_s: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.sizes or any(s <= 0 for s in self.sizes):
             raise ValueError(f"window sizes must be positive seconds, got {self.sizes}")
         if min(self.allowed_lateness_s, self.grace_s, self.retention_s) < 0:
             raise ValueError("lateness, grace and retention cannot be negative")
+        if self.max_future_skew_s < 0:
+            raise ValueError("the future skew cannot be negative")
         if self.idle_timeout_s <= 0:
             raise ValueError("the idle timeout must be positive")
 
@@ -194,16 +204,20 @@ class Clock:
 @dataclass(slots=True)
 class Outcome:
     """What applying events produced: `window_stats` records to emit (rendered when
-    they were decided), and events refused as too late."""
+    they were decided), events refused as too late or as from the future, and (filled
+    by the caller) events whose processing raised."""
 
     emitted: list[dict[str, Any]] = field(default_factory=list)
     too_late: list[tuple[Position, dict[str, Any]]] = field(default_factory=list)
+    future: list[tuple[Position, dict[str, Any]]] = field(default_factory=list)
+    failed: list[tuple[Position, Any, Exception]] = field(default_factory=list)
 
 
 def emission_id(record: dict[str, Any]) -> tuple[str, str, str, str, int, int, int]:
-    """What makes an emitted record unique: its window and revision."""
+    """What makes an emitted record unique: its window and revision (a record without
+    `kind` is an engine window, as the schema says)."""
     return (
-        record["kind"],
+        record.get("kind", EXECUTIONS),
         record["engine_id"],
         record.get("model", ""),
         record.get("route", ""),
@@ -244,11 +258,16 @@ class PartitionWindows:
     def apply(
         self, position: Position, event: dict[str, Any], now_wall: float, out: Outcome
     ) -> None:
-        """Add one event (read at `position`), emitting what it makes final or revises."""
+        """Add one event (read at `position`), emitting what it makes final or revises.
+
+        A bad event raises (ValueError, KeyError, TypeError) and changes nothing."""
         timestamp = float(event["timestamp"])
+        cfg = self.config
+        if not timestamp <= now_wall + cfg.max_future_skew_s:  # NaN included
+            out.future.append((position, event))
+            return
         clock = self.clock
         clock.last_event_wall = now_wall
-        cfg = self.config
         grace = cfg.grace_s
         watermark = clock.watermark
         # An event is taken only while every window it belongs to is retained.
@@ -263,6 +282,8 @@ class PartitionWindows:
             model = route = ""
         else:
             model, route = event["model"], event["route"]
+        if type(engine) is not str or type(model) is not str or type(route) is not str:
+            raise TypeError("engine_id, model and route must be strings")
         windows = self.windows
         for size in cfg.sizes:
             start = _floor(timestamp / size) * size
@@ -270,12 +291,16 @@ class PartitionWindows:
             window = windows.get(key)
             if window is None:
                 window = Window(key, self._stats_cls())
+                # Counted before it is kept: a bad event raises here, the first time,
+                # and leaves no empty window behind.
+                window.stats.add(event)
                 windows[key] = window
                 self.deleted.discard(key)
                 self._schedule(window)
             elif position <= window.applied:
                 continue  # delivered again after a restart: already counted
-            window.stats.add(event)
+            else:
+                window.stats.add(event)
             window.applied = position
             self.dirty.add(key)
             if start + size + grace <= watermark:
@@ -287,10 +312,18 @@ class PartitionWindows:
             self._advance(timestamp - cfg.allowed_lateness_s, out)
 
     def advance_idle(self, now_wall: float, out: Outcome) -> None:
-        """Let an idle partition's watermark follow the wall clock."""
+        """Let an idle partition's watermark follow the wall clock (only one that has
+        had events: see the module docstring)."""
         clock = self.clock
+        if clock.max_event_time == -math.inf:
+            return
         if now_wall - clock.last_event_wall >= self.config.idle_timeout_s:
             self._advance(now_wall - self.config.allowed_lateness_s, out)
+
+    @property
+    def has_events(self) -> bool:
+        """Whether this partition has ever applied an event."""
+        return self.clock.max_event_time != -math.inf
 
     def _advance(self, watermark: float, out: Outcome) -> None:
         clock = self.clock

@@ -48,6 +48,8 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
         default_registry(),
         max_message_bytes=settings.max_message_bytes,
         dead_letter_keep_bytes=settings.dead_letter_keep_bytes,
+        max_depth=settings.max_depth,
+        max_future_skew_s=settings.max_future_skew_s,
     )
     counters = RouterCounters()
     register_router(app, settings, router, partitions, counters)
@@ -68,6 +70,7 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
                 "records_emitted": processor.emitted,
                 "late_revisions": processor.late_events,
                 "too_late": processor.too_late,
+                "refused": dict(processor.refused),
             },
             "training": lambda: dict(training.counts()),
             "jobs": lambda: dict(Counter(j["status"] for j in jobs.records())),
@@ -90,6 +93,7 @@ def window_config(settings: Settings) -> WindowConfig:
         grace_s=settings.window_grace_s,
         retention_s=settings.window_retention_s,
         idle_timeout_s=settings.window_idle_timeout_s,
+        max_future_skew_s=settings.max_future_skew_s,
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -32,10 +33,17 @@ from faust.types import Message
 from faust.web import Request, Response, View
 
 from streams.agents.failfast import or_exit
+from streams.dead_letters import (
+    FUTURE_TIMESTAMP,
+    TOO_LATE,
+    DeadLetter,
+    Inbound,
+    processing_error,
+)
 from streams.fastlane import BulkConsumer
 from streams.ledger import written_since
+from streams.limits import encode_json
 from streams.packing import partition_for
-from streams.router import DeadLetter, Inbound
 from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.windows import (
@@ -53,7 +61,7 @@ from streams.windows import (
 
 log = logging.getLogger(__name__)
 
-TOO_LATE = "too_late"
+AGENT = "windows"
 CLOCK_PREFIX = b"clock|"
 # Messages per batch at most: each batch writes each window it changed to the
 # changelog once, so larger batches mean fewer writes.
@@ -93,6 +101,7 @@ class WindowProcessor:
         self.emitted = 0
         self.late_events = 0
         self.too_late = 0
+        self.refused: Counter[str] = Counter()  # future_timestamp, processing_error
         # Throughput counters (GET /windows/stats): input messages and events applied,
         # and the wall-clock times of the first and the latest batch processed.
         self.messages_in = 0
@@ -192,19 +201,29 @@ class WindowProcessor:
                     # Redelivered after a restart, and the saved clock already has it
                     # (the clock is written last, so everything before it was too).
                     continue
-                value = loads(message.value or b"null")
+                try:
+                    value = loads(message.value or b"null")
+                except orjson.JSONDecodeError as exc:
+                    outcome.failed.append(((offset, -1), message.value or b"", exc))
+                    windows.clock.last_offset = offset
+                    continue
                 docs = value if isinstance(value, list) else [value]
                 taken += len(docs)
                 apply = windows.apply
-                if kind == REQUESTS:
-                    for index, doc in enumerate(docs):
-                        # The router only writes event objects here.
-                        if isinstance(doc, dict) and doc.get("event") == "RequestServed":
-                            apply((offset, index), doc, now, outcome)
-                else:
-                    for index, doc in enumerate(docs):
-                        if isinstance(doc, dict):
-                            apply((offset, index), doc, now, outcome)
+                requests = kind == REQUESTS
+                for index, doc in enumerate(docs):
+                    if not isinstance(doc, dict):
+                        problem = TypeError(f"{type(doc).__name__} is not an event object")
+                        outcome.failed.append(((offset, index), doc, problem))
+                        continue
+                    if requests and doc.get("event") != "RequestServed":
+                        continue  # other lifecycle events have no window
+                    try:
+                        apply((offset, index), doc, now, outcome)
+                    except Exception as exc:  # this event is refused, the worker goes on
+                        if isinstance(exc, MemoryError):
+                            raise
+                        outcome.failed.append(((offset, index), doc, exc))
                 windows.clock.last_offset = offset
             for (kind, partition), outcome in outcomes.items():
                 await self._flush(kind, partition, outcome)
@@ -223,6 +242,7 @@ class WindowProcessor:
             "emitted": self.emitted,
             "late_events": self.late_events,
             "too_late": self.too_late,
+            "refused": dict(self.refused),
             "partitions": sorted(f"{kind}/{p}" for kind, p in self.partitions),
             "batches": self.consumer.batches if self.consumer else 0,
             "failed_batches": self.consumer.failed_batches if self.consumer else 0,
@@ -246,7 +266,7 @@ class WindowProcessor:
                 if kind is None:
                     continue
                 windows = await self._ensure(kind, tp.partition)
-                if now - windows.clock.last_event_wall >= idle_after:
+                if windows.has_events and now - windows.clock.last_event_wall >= idle_after:
                     candidates.append(tp)
         if not candidates:
             return
@@ -289,19 +309,9 @@ class WindowProcessor:
                     None,
                 )
             )
-        source = self.topic_of_kind[kind]
         dead_seen = self.already_dead.get((kind, partition), set())
         dead_pending = []
-        for (offset, index), doc in outcome.too_late:
-            letter = DeadLetter(
-                TOO_LATE,
-                f"event time {doc.get('timestamp')} is older than the window retention "
-                f"(watermark {windows.clock.watermark})",
-                Inbound(source, partition, offset, None),
-                orjson.dumps(doc),
-                batch_index=index,
-                event_type="engine_execution" if kind == EXECUTIONS else "engine_event",
-            )
+        for letter in self._dead_letters(kind, partition, windows, outcome):
             if dead_seen and letter.id in dead_seen:
                 continue
             # On the source's partition number, so a rebuild finds it (see _ensure).
@@ -315,7 +325,10 @@ class WindowProcessor:
                     None,
                 )
             )
-            self.too_late += 1
+            if letter.reason == TOO_LATE:
+                self.too_late += 1
+            else:
+                self.refused[letter.reason] += 1
         if pending:
             results = await asyncio.gather(*pending)
             windows.clock.out_offset = max(r.offset for r in results) + 1
@@ -344,6 +357,56 @@ class WindowProcessor:
         value = orjson.dumps(windows.clock.to_state())
         data[key] = value
         await send(changelog, key, value, partition, None, None)
+
+    def _dead_letters(
+        self, kind: str, partition: int, windows: PartitionWindows, outcome: Outcome
+    ) -> list[DeadLetter]:
+        """The dead letters of a batch: events too late, from the future, or whose
+        processing raised (`(offset, -1)`: the whole message)."""
+        source = self.topic_of_kind[kind]
+        event_type = "engine_execution" if kind == EXECUTIONS else "engine_event"
+        keep = self.settings.dead_letter_keep_bytes
+        letters = []
+        for (offset, index), doc in outcome.too_late:
+            letters.append(
+                DeadLetter(
+                    TOO_LATE,
+                    f"event time {doc.get('timestamp')} is older than the window retention "
+                    f"(watermark {windows.clock.watermark})",
+                    Inbound(source, partition, offset, None),
+                    orjson.dumps(doc),
+                    batch_index=index,
+                    event_type=event_type,
+                    agent=AGENT,
+                )
+            )
+        skew = self.config.max_future_skew_s
+        for (offset, index), doc in outcome.future:
+            letters.append(
+                DeadLetter(
+                    FUTURE_TIMESTAMP,
+                    f"event time {doc.get('timestamp')} is more than {skew:g} s past the "
+                    "wall clock; it does not move the watermark",
+                    Inbound(source, partition, offset, None),
+                    orjson.dumps(doc),
+                    batch_index=index,
+                    event_type=event_type,
+                    agent=AGENT,
+                )
+            )
+        for (offset, index), doc, exc in outcome.failed:
+            original = doc if isinstance(doc, bytes) else encode_json(doc)
+            letter = processing_error(
+                AGENT,
+                exc,
+                Inbound(source, partition, offset, None),
+                original[:keep],
+                batch_index=None if index < 0 else index,
+                event_type=event_type,
+            )
+            letter.original_size = len(original)
+            letters.append(letter)
+        return letters
 
     @property
     def changelog_topic(self) -> str:

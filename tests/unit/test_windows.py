@@ -307,3 +307,71 @@ def test_config_rejects_nonsense() -> None:
         WindowConfig(sizes=(0,))
     with pytest.raises(ValueError):
         WindowConfig(grace_s=-1)
+
+
+# --- event time a client cannot break ---------------------------------------------
+
+MONTH_AGO = 1_699_999_980.0  # a minute boundary
+NOW_WALL = MONTH_AGO + 30 * 86400
+
+
+def test_partition_that_never_had_an_event_does_not_follow_the_wall_clock() -> None:
+    windows = PartitionWindows(EXECUTIONS, WindowConfig(idle_timeout_s=1.0))
+    out = Outcome()
+    windows.advance_idle(NOW_WALL, out)
+    assert windows.clock.watermark == -math.inf
+    assert not windows.has_events
+
+
+def test_history_replayed_into_a_fresh_partition_is_windowed_not_late() -> None:
+    config = WindowConfig(idle_timeout_s=1.0, allowed_lateness_s=0.0)
+    windows = PartitionWindows(EXECUTIONS, config)
+    out = Outcome()
+    windows.advance_idle(NOW_WALL, out)  # a worker started long before the replay
+    for offset in range(120):
+        windows.apply((offset, 0), execution("e", MONTH_AGO + offset), NOW_WALL, out)
+    assert out.too_late == [] and out.future == []
+    assert [r["count"] for r in out.emitted] == [60]  # the first minute is final
+    # Once the replayed partition is idle, its last window closes as well.
+    windows.advance_idle(NOW_WALL + 2.0, out)
+    assert [r["count"] for r in out.emitted] == [60, 60]
+
+
+def test_event_from_the_future_is_refused_and_never_moves_the_watermark() -> None:
+    config = WindowConfig(allowed_lateness_s=0.0, max_future_skew_s=300.0)
+    windows = PartitionWindows(EXECUTIONS, config)
+    out = Outcome()
+    windows.apply((0, 0), execution("e", NOW_WALL - 100), NOW_WALL, out)
+    mark = windows.clock.watermark
+    for ts in (NOW_WALL + 301, NOW_WALL * 1000, math.inf, math.nan):
+        windows.apply((1, 0), execution("e", ts), NOW_WALL, out)
+    assert len(out.future) == 4
+    assert windows.clock.watermark == mark
+    # What comes after is windowed as if the future events were never sent.
+    windows.apply((2, 0), execution("e", NOW_WALL - 90), NOW_WALL, out)
+    assert out.too_late == []
+    assert sum(w.stats.count for w in windows.windows.values()) == 2
+    windows.apply((3, 0), execution("e", NOW_WALL + 299), NOW_WALL, out)
+    assert len(out.future) == 4  # within the skew: taken
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"metrics": {"latency_ms": -1.0, "success": True}},
+        {"metrics": {"latency_ms": 5.0, "success": True, "memory_mb": -3}},
+        {"metrics": {"success": True}},
+        {"timestamp": "soon"},
+        {"engine_id": None},
+    ],
+)
+def test_a_bad_event_raises_and_changes_nothing(broken: dict[str, Any]) -> None:
+    windows = PartitionWindows(EXECUTIONS, WindowConfig(sizes=(60, 300)))
+    out = feed(windows, [execution("e", 10.0)])
+    before = {k: w.to_state() for k, w in windows.windows.items()}
+    windows.take_changes()
+    event = {**execution("e", 70.0), **broken}
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        windows.apply((1, 0), event, 1000.0, out)
+    assert {k: w.to_state() for k, w in windows.windows.items()} == before
+    assert windows.take_changes() == ([], [])
