@@ -3,13 +3,22 @@
 Every channel is written exactly once per record id (streams.agents.sink_agent): the
 id, not only the Kafka offset, because the same event may reach a topic twice (an
 engine that retries, a duplicate published on purpose).
+
+Ids are injective: two different records never share one, whatever characters
+their fields hold. An execution's `trace_id` is not an id (several engines run
+one trace), so an execution is identified by its whole content: the SHA-256 of
+its canonical JSON (keys sorted). A window revision is identified by the JSON
+array of its key fields; comparisons, samples and dead letters carry their own id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from streams.filesink import ChannelConfig
 from streams.topics import TopicNames
@@ -23,24 +32,41 @@ class Channel:
     name: str
     filename: str
     topic: Callable[[TopicNames], str]
-    record_id: Callable[[dict[str, Any]], str]
+    # Raises (KeyError, TypeError) for a record that has no id.
+    record_id: Callable[[dict[str, Any]], Hashable]
+    event_type: str | None = None  # the event type of its records, if they are events
 
 
-def _window_id(record: dict[str, Any]) -> str:
-    return "/".join(str(part) for part in emission_id(record))
+def content_id(record: dict[str, Any]) -> bytes:
+    """The id of a record that carries none: SHA-256 of its canonical JSON."""
+    return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def window_id(record: dict[str, Any]) -> str:
+    """The id of a window revision: its key fields as a JSON array."""
+    return orjson.dumps(emission_id(record)).decode()
+
+
+def _field(name: str) -> Callable[[dict[str, Any]], str]:
+    def read(record: dict[str, Any]) -> str:
+        value = record[name]
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        return value
+
+    return read
 
 
 CHANNELS: tuple[Channel, ...] = (
     Channel("events", "events.jsonl", lambda n: n.typed["engine_execution"],
-            lambda r: str(r["trace_id"])),
+            content_id, "engine_execution"),
     Channel("comparisons", "comparisons.jsonl", lambda n: n.typed["comparison_result"],
-            lambda r: str(r["comparison_id"])),
+            _field("comparison_id"), "comparison_result"),
     Channel("training_samples", "training_samples.jsonl",
-            lambda n: n.typed["training_sample"], lambda r: str(r["sample_id"])),
+            lambda n: n.typed["training_sample"], _field("sample_id"), "training_sample"),
     Channel("aggregated_stats", "aggregated_stats.jsonl", lambda n: n.metrics_windows,
-            _window_id),
-    Channel("dead_letters", "dead_letters.jsonl", lambda n: n.dead_letter,
-            lambda r: str(r["id"])),
+            window_id),
+    Channel("dead_letters", "dead_letters.jsonl", lambda n: n.dead_letter, _field("id")),
 )
 
 

@@ -19,13 +19,15 @@ import faust
 import orjson
 
 from streams.agents.failfast import or_exit
+from streams.dead_letters import DeadLetter, Inbound, processing_error
+from streams.limits import encode_json
 from streams.packing import partition_for
-from streams.router import DeadLetter
 from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.validation import Violation
 
 OFFSET_PREFIX = b"\x00offset|"
+_UNSTAGED = object()  # nothing was staged for the key
 
 
 class KeyedState:
@@ -44,6 +46,8 @@ class KeyedState:
         self.table.value_serializer = "raw"
         self.lock = asyncio.Lock()
         self._staged: dict[int, dict[bytes, bytes | None]] = {}
+        # (partition, key, what was staged before) of each put since `begin`.
+        self._undo: list[tuple[int, bytes, object]] = []
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The current record of `key` (staged in this batch, else saved), or None."""
@@ -59,7 +63,24 @@ class KeyedState:
         """Stage `record` for `key` (None deletes); written by `save`."""
         partition = self.partition_of(key)
         value = None if record is None else orjson.dumps(record)
-        self._staged.setdefault(partition, {})[key.encode()] = value
+        staged = self._staged.setdefault(partition, {})
+        raw_key = key.encode()
+        self._undo.append((partition, raw_key, staged.get(raw_key, _UNSTAGED)))
+        staged[raw_key] = value
+
+    def begin(self) -> None:
+        """Start remembering what `put` replaces, so that `rollback` can undo it."""
+        self._undo = []
+
+    def rollback(self) -> None:
+        """Undo every `put` since `begin` (an event whose processing failed)."""
+        for partition, key, previous in reversed(self._undo):
+            staged = self._staged[partition]
+            if previous is _UNSTAGED:
+                staged.pop(key, None)
+            else:
+                staged[key] = cast(bytes | None, previous)
+        self._undo = []
 
     def partition_of(self, key: str) -> int:
         """The source (and changelog) partition of an entity id."""
@@ -81,6 +102,7 @@ class KeyedState:
                     data[key] = value
                 self.table.send_changelog(partition, key, value)
         self._staged.clear()
+        self._undo = []
         for partition, offset in offsets.items():
             key = OFFSET_PREFIX + str(partition).encode()
             value = str(offset).encode()
@@ -105,11 +127,12 @@ class KeyedState:
 class DeadLetterFactory:
     """Collects the dead letters of a batch, made where the event was read."""
 
-    def __init__(self, source: str, event_type: str) -> None:
+    def __init__(self, source: str, event_type: str, agent: str) -> None:
         self.source = source
         self.event_type = event_type
+        self.agent = agent
         self.letters: list[DeadLetter] = []
-        self.where: Any = None
+        self.where: Inbound = Inbound(source, 0, 0, None)
         self.index: int | None = None
 
     def refuse(
@@ -125,11 +148,63 @@ class DeadLetterFactory:
                 batch_index=self.index,
                 event_type=self.event_type,
                 violation=None if rule is None else Violation(message, rule, "", ""),
+                agent=self.agent,
+            )
+        )
+
+    def failed(self, exc: Exception, original: Any) -> None:
+        """Dead-letter the event being applied, whose processing raised `exc`."""
+        body = original if isinstance(original, bytes) else encode_json(original)
+        self.letters.append(
+            processing_error(
+                self.agent, exc, self.where, body, batch_index=self.index,
+                event_type=self.event_type,
             )
         )
 
 
 EventHandler = Callable[[KeyedState, dict[str, Any], DeadLetterFactory], None]
+
+
+def apply_batch(
+    state: KeyedState,
+    event_type: str,
+    handle: EventHandler,
+    messages: list[Any],
+) -> tuple[DeadLetterFactory, dict[int, int]]:
+    """Apply `handle` to every event of `messages` (each partition in offset order)
+    not applied before; answer the batch's dead letters and, per partition, the last
+    offset applied. An event (or message) whose processing raises is dead-lettered
+    as a `processing_error` and the batch goes on; its staged writes are dropped."""
+    letters = DeadLetterFactory(state.source, event_type, state.table.name)
+    offsets: dict[int, int] = {}
+    for message in messages:
+        partition = message.partition
+        if message.offset <= offsets.get(partition, state.applied_offset(partition)):
+            continue  # already saved before a restart
+        letters.where = Inbound(state.source, partition, message.offset, None)
+        letters.index = None
+        offsets[partition] = message.offset
+        try:
+            value = orjson.loads(message.value) if message.value else None
+        except orjson.JSONDecodeError as exc:
+            letters.failed(exc, message.value or b"")
+            continue
+        docs = value if isinstance(value, list) else [value]
+        for index, doc in enumerate(docs):
+            letters.index = index if isinstance(value, list) else None
+            if not isinstance(doc, dict):
+                letters.failed(TypeError(f"{type(doc).__name__} is not an event object"), doc)
+                continue
+            state.begin()
+            try:
+                handle(state, doc, letters)
+            except Exception as exc:  # this event is refused, the worker goes on
+                if isinstance(exc, MemoryError):
+                    raise
+                state.rollback()
+                letters.failed(exc, doc)
+    return letters, offsets
 
 
 def register_keyed_agent(
@@ -142,31 +217,16 @@ def register_keyed_agent(
     after_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Add the agent that applies `handle` to every event of `state.source`."""
-    from streams.router import Inbound
-
     source = app.topic(
         state.source, key_type=bytes, value_type=bytes, key_serializer="raw",
         value_serializer="raw",
     )
 
     async def apply(events: list[faust.EventT]) -> None:
-        letters = DeadLetterFactory(state.source, event_type)
-        offsets: dict[int, int] = {}
         async with state.lock:
-            for event in events:
-                message = event.message
-                partition = message.partition
-                if message.offset <= offsets.get(partition, state.applied_offset(partition)):
-                    continue  # already saved before a restart
-                value = orjson.loads(message.value) if message.value else None
-                docs = value if isinstance(value, list) else [value]
-                for index, doc in enumerate(docs):
-                    if not isinstance(doc, dict):
-                        continue
-                    letters.where = Inbound(state.source, partition, message.offset, None)
-                    letters.index = index if isinstance(value, list) else None
-                    handle(state, doc, letters)
-                offsets[partition] = message.offset
+            letters, offsets = apply_batch(
+                state, event_type, handle, [event.message for event in events]
+            )
             now = time.time()
             for letter in letters.letters:
                 await app.producer.send(

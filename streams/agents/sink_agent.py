@@ -7,6 +7,11 @@ messages, so its committed offsets never pass what is on disk, and the file's
 checkpoint skips whatever is delivered again. Records are also deduplicated by id
 (streams.channels): the ids already in a partition's files are read back when it is
 opened, so the same event published twice is written once.
+
+A message that is not JSON, or a record that is not an object or has no id, is a
+`processing_error` dead letter of agent `sink.<channel>`; its dead letters are
+acknowledged by the broker before the batch's lines are written, so a crash in
+between sends them again (same ids) rather than never.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,9 @@ import orjson
 
 from streams.agents.failfast import or_exit
 from streams.channels import CHANNELS, Channel
+from streams.dead_letters import DeadLetter, Inbound, processing_error
 from streams.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
+from streams.limits import encode_json
 from streams.prometheus import Histogram
 from streams.settings import Settings
 from streams.topics import TopicNames
@@ -33,16 +40,31 @@ log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 60.0
 
+SendDeadLetters = Callable[[list[DeadLetter]], Awaitable[None]]
+
 
 class ChannelSink:
     """The open partition files of one channel on this worker."""
 
-    def __init__(self, channel: Channel, config: ChannelConfig, directory: Path) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        config: ChannelConfig,
+        directory: Path,
+        topic: str,
+        send_dead_letters: SendDeadLetters,
+        keep_bytes: int = 65_536,
+    ) -> None:
         self.channel = channel
         self.config = config
         self.directory = directory
+        self.topic = topic
+        self.agent = f"sink.{channel.name}"
+        self.send_dead_letters = send_dead_letters
+        self.keep_bytes = keep_bytes
         self.files: dict[int, PartitionFile] = {}
-        self.seen: dict[int, set[str]] = {}
+        self.seen: dict[int, set[Hashable]] = {}
+        self.refused = 0
         self.lock = asyncio.Lock()
         self.lines_written = 0
         self.duplicates = 0
@@ -80,32 +102,76 @@ class ChannelSink:
             by_partition.setdefault(message.partition, []).append(
                 (message.offset, message.value)
             )
-        record_id = self.channel.record_id
         async with self.lock:
+            batches: list[tuple[int, PartitionFile, list[tuple[int, bytes]], set[Hashable]]] = []
+            letters: list[DeadLetter] = []
             for partition, messages in by_partition.items():
                 part = await self._open(partition)
                 seen = self.seen[partition]
-                fresh: set[str] = set()
+                fresh: set[Hashable] = set()
                 lines: list[tuple[int, bytes]] = []
                 for offset, value in sorted(messages, key=lambda m: m[0]):
                     if offset <= part.last_offset:
                         continue
-                    doc = orjson.loads(value) if value else None
-                    for record in doc if isinstance(doc, list) else [doc]:
-                        if not isinstance(record, dict):
-                            continue
-                        rid = record_id(record)
-                        if rid in seen or rid in fresh:
-                            self.duplicates += 1
-                            continue
-                        fresh.add(rid)
-                        lines.append((offset, orjson.dumps(record)))
+                    where = Inbound(self.topic, partition, offset, None)
+                    self._lines(where, value, seen, fresh, lines, letters)
+                batches.append((partition, part, lines, fresh))
+            if letters:
+                self.refused += len(letters)
+                await self.send_dead_letters(letters)
+            for partition, part, lines, fresh in batches:
                 if lines:
                     started = time.perf_counter()
                     self.lines_written += await asyncio.to_thread(part.write, lines)
                     self.flush_seconds.observe(time.perf_counter() - started)
                     self.bytes_written += sum(len(line) + 1 for _, line in lines)
-                    seen |= fresh
+                    self.seen[partition] |= fresh
+
+    def _lines(
+        self,
+        where: Inbound,
+        value: bytes | None,
+        seen: set[Hashable],
+        fresh: set[Hashable],
+        lines: list[tuple[int, bytes]],
+        letters: list[DeadLetter],
+    ) -> None:
+        """The new lines of one message; what cannot be a line becomes a dead letter."""
+        try:
+            doc = orjson.loads(value) if value else None
+        except orjson.JSONDecodeError as exc:
+            letters.append(self._failed(exc, where, value or b"", None))
+            return
+        records = doc if isinstance(doc, list) else [doc]
+        record_id = self.channel.record_id
+        for index, record in enumerate(records):
+            batch_index = index if isinstance(doc, list) else None
+            try:
+                if not isinstance(record, dict):
+                    raise TypeError(f"{type(record).__name__} is not a record object")
+                rid = record_id(record)
+                line = orjson.dumps(record)
+            except Exception as exc:  # this record is refused, the worker goes on
+                if isinstance(exc, MemoryError):
+                    raise
+                letters.append(self._failed(exc, where, record, batch_index))
+                continue
+            if rid in seen or rid in fresh:
+                self.duplicates += 1
+                continue
+            fresh.add(rid)
+            lines.append((where.offset, line))
+
+    def _failed(
+        self, exc: Exception, where: Inbound, original: Any, batch_index: int | None
+    ) -> DeadLetter:
+        body = original if isinstance(original, bytes) else encode_json(original)
+        letter = processing_error(
+            self.agent, exc, where, body[: self.keep_bytes], batch_index=batch_index,
+            event_type=self.channel.event_type,
+        )
+        letter.original_size = len(body)
+        return letter
 
     async def open_all(self, partitions: Iterable[int]) -> None:
         """Open the files of `partitions`, recovering them to their checkpoints. Runs
@@ -146,8 +212,24 @@ def _register(
     directory: Path,
     names: TopicNames,
 ) -> ChannelSink:
-    sink = ChannelSink(channel, config, directory)
     topic_name = channel.topic(names)
+
+    async def send_dead_letters(letters: list[DeadLetter]) -> None:
+        # Acknowledged before the lines are written: see the module docstring.
+        now = time.time()
+        pending = [
+            await app.producer.send(
+                names.dead_letter, letter.id.encode(), orjson.dumps(letter.to_record(now)),
+                None, None, None,
+            )
+            for letter in letters
+        ]
+        await asyncio.gather(*pending)
+
+    sink = ChannelSink(
+        channel, config, directory, topic_name, send_dead_letters,
+        settings.dead_letter_keep_bytes,
+    )
     topic = app.topic(
         topic_name,
         key_type=bytes,

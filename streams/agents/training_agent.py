@@ -23,9 +23,10 @@ import faust
 import orjson
 
 from streams.agents.failfast import or_exit
+from streams.dead_letters import DeadLetter, Inbound, processing_error
 from streams.ledger import written_since
+from streams.limits import encode_json
 from streams.packing import partition_for
-from streams.router import DeadLetter, Inbound
 from streams.settings import Settings
 from streams.tiering import Thresholds, make_sample
 from streams.topics import TopicNames
@@ -35,6 +36,7 @@ WINNER_NOT_CANDIDATE = "winner_not_candidate"
 BELOW_THRESHOLD = "below_threshold"
 SCHEMA_VIOLATION = "schema_violation"
 LEDGER_PREFIX = b"ledger|"
+AGENT = "training"
 
 
 class TrainingProcessor:
@@ -109,52 +111,23 @@ class TrainingProcessor:
             message = event.message
             if message.offset <= ledger["last"]:
                 continue  # decided before a restart; the ledger was saved after it
-            value = orjson.loads(message.value) if message.value else None
-            docs = value if isinstance(value, list) else [value]
-            for index, comparison in enumerate(docs):
-                if not isinstance(comparison, dict):
-                    continue
-                key = str(comparison["comparison_id"]).encode()
-                if key in decided or data.get(key) is not None:
-                    continue  # the same comparison again: one decision, one sample
-                stamp = message.timestamp if message.timestamp and message.timestamp > 0 else 0
-                decision = make_sample(comparison, self.thresholds, created_at=stamp)
-                where = Inbound(self.source, partition, message.offset, None)
-                batch_index = index if isinstance(value, list) else None
-                if decision.sample is None:
-                    reason = decision.reason or BELOW_THRESHOLD
-                    decided[key] = reason.encode()
-                    if reason == WINNER_NOT_CANDIDATE:
-                        letters.append(
-                            DeadLetter(
-                                WINNER_NOT_CANDIDATE,
-                                f"winner {comparison['winner']['engine_id']!r} is not among "
-                                "the candidates",
-                                where,
-                                orjson.dumps(comparison),
-                                batch_index=batch_index,
-                                event_type="comparison_result",
-                            )
-                        )
-                    continue
-                violation = self.registry.check("training_sample", decision.sample)
-                if violation is not None:
-                    decided[key] = SCHEMA_VIOLATION.encode()
-                    letters.append(
-                        DeadLetter(
-                            SCHEMA_VIOLATION,
-                            f"generated sample is invalid: {violation.message}",
-                            where,
-                            orjson.dumps(decision.sample),
-                            batch_index=batch_index,
-                            event_type="training_sample",
-                            violation=violation,
-                        )
-                    )
-                    continue
-                decided[key] = str(decision.sample["tier"]).encode()
-                samples.append(decision.sample)
             ledger["last"] = message.offset
+            where = Inbound(self.source, partition, message.offset, None)
+            try:
+                value = orjson.loads(message.value) if message.value else None
+            except orjson.JSONDecodeError as exc:
+                letters.append(self._failed(exc, where, message.value or b"", None))
+                continue
+            docs = value if isinstance(value, list) else [value]
+            stamp = message.timestamp if message.timestamp and message.timestamp > 0 else 0
+            for index, comparison in enumerate(docs):
+                batch_index = index if isinstance(value, list) else None
+                try:
+                    self._decide(comparison, where, batch_index, stamp, decided, samples, letters)
+                except Exception as exc:  # this comparison is refused, the worker goes on
+                    if isinstance(exc, MemoryError):
+                        raise
+                    letters.append(self._failed(exc, where, comparison, batch_index))
         await self._emit(partition, ledger, samples, letters)
         for key, verdict in decided.items():
             data[key] = verdict
@@ -163,6 +136,68 @@ class TrainingProcessor:
         raw = orjson.dumps(ledger)
         data[ledger_key] = raw
         self.table.send_changelog(partition, ledger_key, raw)
+
+    def _decide(
+        self,
+        comparison: Any,
+        where: Inbound,
+        batch_index: int | None,
+        stamp: float,
+        decided: dict[bytes, bytes],
+        samples: list[dict[str, Any]],
+        letters: list[DeadLetter],
+    ) -> None:
+        """Decide one comparison: a sample, below threshold, or a dead letter."""
+        if not isinstance(comparison, dict):
+            raise TypeError(f"{type(comparison).__name__} is not a comparison object")
+        key = str(comparison["comparison_id"]).encode()
+        if key in decided or self.table.data.get(key) is not None:
+            return  # the same comparison again: one decision, one sample
+        decision = make_sample(comparison, self.thresholds, created_at=stamp)
+        if decision.sample is None:
+            reason = decision.reason or BELOW_THRESHOLD
+            if reason == WINNER_NOT_CANDIDATE:
+                letters.append(
+                    DeadLetter(
+                        WINNER_NOT_CANDIDATE,
+                        f"winner {comparison['winner']['engine_id']!r} is not among "
+                        "the candidates",
+                        where,
+                        orjson.dumps(comparison),
+                        batch_index=batch_index,
+                        event_type="comparison_result",
+                        agent=AGENT,
+                    )
+                )
+            decided[key] = reason.encode()
+            return
+        violation = self.registry.check("training_sample", decision.sample)
+        if violation is not None:
+            letters.append(
+                DeadLetter(
+                    SCHEMA_VIOLATION,
+                    f"generated sample is invalid: {violation.message}",
+                    where,
+                    orjson.dumps(decision.sample),
+                    batch_index=batch_index,
+                    event_type="training_sample",
+                    violation=violation,
+                    agent=AGENT,
+                )
+            )
+            decided[key] = SCHEMA_VIOLATION.encode()
+            return
+        decided[key] = str(decision.sample["tier"]).encode()
+        samples.append(decision.sample)
+
+    def _failed(
+        self, exc: Exception, where: Inbound, original: Any, batch_index: int | None
+    ) -> DeadLetter:
+        body = original if isinstance(original, bytes) else encode_json(original)
+        return processing_error(
+            AGENT, exc, where, body[: self.settings.dead_letter_keep_bytes],
+            batch_index=batch_index, event_type="comparison_result",
+        )
 
     async def _emit(
         self,
