@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from streams.admin import ensure_topics
-from streams.channels import CHANNELS
+from streams.channels import CHANNELS, content_id
 from streams.filesink import read_lines
 from streams.fleet import Fleet
 from streams.processes import WorkerProcess, free_port
@@ -98,7 +98,7 @@ class Workload:
         }
         self.decisions = Counter(decisions.values())
         self.ids = {
-            "events": {d["trace_id"] for d in by_type["engine_execution"]},
+            "events": {content_id(d) for d in by_type["engine_execution"]},
             "comparisons": set(decisions),
             "training_samples": set(self.tiers) | {
                 d["sample_id"] for d in by_type.get("training_sample", [])
@@ -106,9 +106,9 @@ class Workload:
         }
 
 
-def file_ids(data_dir: Path, settings: Settings) -> dict[str, list[str]]:
+def file_ids(data_dir: Path, settings: Settings) -> dict[str, list[Any]]:
     """Every record id in every channel's committed lines, duplicates kept."""
-    found: dict[str, list[str]] = {}
+    found: dict[str, list[Any]] = {}
     configs = {c.name: c for c in settings.sinks}
     for channel in CHANNELS:
         ids = found.setdefault(channel.name, [])
@@ -149,7 +149,7 @@ def assert_exactly_once(
     by_channel = {"aggregated_stats": names.metrics_windows, "dead_letters": names.dead_letter}
     channels = {name: next(c for c in CHANNELS if c.name == name) for name in by_channel}
 
-    def on_topics() -> tuple[list[Any], dict[str, set[str]]]:
+    def on_topics() -> tuple[list[Any], dict[str, set[Any]]]:
         records = asyncio.run(
             read_until(settings.bootstrap_servers, list(by_channel.values()),
                        lambda records: True, timeout=60)

@@ -281,8 +281,8 @@ def job_lives(rng: random.Random, names: TopicNames, t0: float) -> tuple[Lives, 
         refused("unknown_job", _cmd("cancel", j, t + 44)),
     ])
     j = new_id()
-    job("submitted in the far future (epoch ms beyond 64 bits)", [
-        refused("invalid_command", _submit(j, 1e300, "train")),
+    job("submitted at a time past 2100 (milliseconds for seconds, say)", [
+        Doc(_submit(j, 1e300, "train"), SCHEMA_VIOLATION, "exclusiveMaximum"),
         refused("unknown_job", _cmd("start", j, t + 45)),
     ], Channel(names.raw["ml_job_command"]))
     ordinary = fleet_jobs(rng, names, t + 100, 16)  # ordinary traffic besides the script
@@ -368,17 +368,20 @@ def session_lives(
         ok({"event": "session_started", "session_id": s, "timestamp": t0 + 1,
             "device_id": "dev-far", "platform": "linux", "sdk_version": "0.1.0"}),
         Doc({"event": "inference_recorded", "session_id": s, "timestamp": 1e308,
-             "model_id": "qwen3-4b", "version": "1.0", "latency_ms": 5.0}, SCHEMA_VIOLATION),
+             "model_id": "qwen3-4b", "version": "1.0", "latency_ms": 5.0}, SCHEMA_VIOLATION,
+            "exclusiveMaximum"),
         ok({"event": "session_ended", "session_id": s, "timestamp": t0 + 3}),
     ])
-    s = "sess-edge-overflow"  # an inference whose latency would make the totals inf
+    s = "sess-edge-overflow"  # latencies that would make the totals inf: out of range
     lives.add(s, Channel(names.raw["session_event"], batch=4), [
         ok({"event": "session_started", "session_id": s, "timestamp": t0 + 1,
             "device_id": "dev-slow", "platform": "linux", "sdk_version": "0.1.0"}),
-        ok({"event": "inference_recorded", "session_id": s, "timestamp": t0 + 2,
-            "model_id": "qwen3-4b", "version": "1.0", "latency_ms": 1e308}),
+        Doc({"event": "inference_recorded", "session_id": s, "timestamp": t0 + 2,
+             "model_id": "qwen3-4b", "version": "1.0", "latency_ms": 1e308}, SCHEMA_VIOLATION,
+            "maximum"),
         Doc({"event": "inference_recorded", "session_id": s, "timestamp": t0 + 3,
-             "model_id": "qwen3-4b", "version": "1.0", "latency_ms": 1e308}, SCHEMA_VIOLATION),
+             "model_id": "qwen3-4b", "version": "1.0", "latency_ms": 1e308}, SCHEMA_VIOLATION,
+            "maximum"),
         ok({"event": "inference_recorded", "session_id": s, "timestamp": t0 + 4,
             "model_id": "qwen3-4b", "version": "1.0", "latency_ms": 3.5}),
     ])

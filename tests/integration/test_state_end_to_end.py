@@ -189,6 +189,9 @@ def state_env(kafka_bootstrap: str, tmp: Path) -> dict[str, str]:
         "ENGINESTREAM_LOG_LEVEL": "warning",
         "ENGINESTREAM_API_TOKEN": TOKEN,
         "ENGINESTREAM_WINDOW_IDLE_TIMEOUT": "2",
+        # The scripts' clocks run up to an hour past the wall clock (later rounds are
+        # later in event time): within the allowed skew, not future_timestamp letters.
+        "ENGINESTREAM_MAX_FUTURE_SKEW": "7200",
     }
 
 
@@ -341,15 +344,17 @@ def test_jobs_follow_the_state_machine_and_refusals_are_dead_letters(stack: Stac
     assert got == si.expected_dead_letters(stack.jobs)
     rules = Counter(letter["error"]["rule"] for letter in letters)
     assert {"terminal_is_final", "not_running", "job_exists", "unknown_job",
-            "illegal_transition", "invalid_command", "maximum"} <= set(rules)
+            "illegal_transition", "maximum", "exclusiveMaximum"} <= set(rules)
     for letter in letters:
         if letter["reason"] == si.INVALID_TRANSITION:
             assert letter["source"]["topic"] == stack.names.typed["ml_job_command"]
             assert letter["error"]["message"].startswith(letter["error"]["rule"] + ":")
         else:
             assert letter["reason"] == si.SCHEMA_VIOLATION, letter
-            assert letter["source"]["topic"] == stack.names.ingest
-            assert letter["error"]["path"] == "/progress"
+            assert letter["error"]["agent"] == "router"
+            assert letter["source"]["topic"] in (
+                stack.names.ingest, stack.names.raw["ml_job_command"])
+            assert letter["error"]["path"] in ("/progress", "/timestamp")
     assert len({letter["id"] for letter in letters}) == len(letters)
 
     # The list view and its filters.
@@ -482,12 +487,13 @@ def test_sessions_equal_the_offline_fold(stack: Stack) -> None:
                if letter.get("event_type") == "session_event"]
     assert Counter(si.dead_letter_key(letter) for letter in letters) == \
         si.expected_dead_letters(stack.sessions)
-    assert all(letter["source"]["topic"] == stack.names.typed["session_event"]
-               for letter in letters)
+    for letter in letters:  # refused by the router (schema) or by the sessions agent
+        by_agent = letter["error"]["agent"] == "sessions"
+        assert (letter["source"]["topic"] == stack.names.typed["session_event"]) is by_agent
     far = si.get(stack.base, "/sessions/sess-edge-far-future")[1]
     assert far["total_inferences"] == 0 and far["ended_by"] == "event"
     slow = si.get(stack.base, "/sessions/sess-edge-overflow")[1]
-    assert slow["total_inferences"] == 2 and slow["total_latency_ms"] == 1e308 + 3.5
+    assert slow["total_inferences"] == 1 and slow["total_latency_ms"] == 3.5
 
     # The record's counts, independently of Session: per session, from the events.
     for sid, session in want.items():
