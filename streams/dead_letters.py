@@ -111,6 +111,12 @@ class DeadLetter:
         return record
 
 
+def is_infrastructure(exc: BaseException) -> bool:
+    """Whether `exc` is a fault no input can cause (the machine is out of memory): the
+    worker must stop rather than refuse the event (docs/design.md, "Failure policy")."""
+    return isinstance(exc, MemoryError)
+
+
 def _printable(text: str) -> str:
     """`text` as valid UTF-8 (a lone surrogate would make the record unencodable)."""
     return text.encode("utf-8", "replace").decode("utf-8")

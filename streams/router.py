@@ -34,6 +34,7 @@ from streams.dead_letters import (
     UNKNOWN_EVENT_TYPE,
     DeadLetter,
     Inbound,
+    is_infrastructure,
     processing_error,
 )
 from streams.limits import (
@@ -110,11 +111,6 @@ def _header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
     return None
 
 
-def _is_infrastructure(exc: BaseException) -> bool:
-    """Errors no input can cause: going on after them could lose data."""
-    return isinstance(exc, MemoryError)
-
-
 class Router:
     """Validates and routes inbound messages; see the module docstring."""
 
@@ -144,7 +140,7 @@ class Router:
         try:
             self._route_message(msg, time.time() if now is None else now, out)
         except Exception as exc:
-            if _is_infrastructure(exc):
+            if is_infrastructure(exc):
                 raise
             value = msg.value or b""
             out = Routing()
@@ -239,7 +235,7 @@ class Router:
         try:
             self._route_event(msg, doc, index, default_type, raw, now, out, binary)
         except Exception as exc:
-            if _is_infrastructure(exc):
+            if is_infrastructure(exc):
                 raise
             del out.events[routed:], out.dead_letters[refused:]
             original = raw if raw is not None else encode_json(doc)

@@ -19,7 +19,7 @@ import faust
 import orjson
 
 from streams.agents.failfast import or_exit
-from streams.dead_letters import DeadLetter, Inbound, processing_error
+from streams.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
 from streams.limits import encode_json
 from streams.packing import partition_for
 from streams.settings import Settings
@@ -200,7 +200,7 @@ def apply_batch(
             try:
                 handle(state, doc, letters)
             except Exception as exc:  # this event is refused, the worker goes on
-                if isinstance(exc, MemoryError):
+                if is_infrastructure(exc):
                     raise
                 state.rollback()
                 letters.failed(exc, doc)

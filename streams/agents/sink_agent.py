@@ -29,7 +29,7 @@ import orjson
 
 from streams.agents.failfast import or_exit
 from streams.channels import CHANNELS, Channel
-from streams.dead_letters import DeadLetter, Inbound, processing_error
+from streams.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
 from streams.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
 from streams.limits import encode_json
 from streams.prometheus import Histogram
@@ -152,7 +152,7 @@ class ChannelSink:
                 rid = record_id(record)
                 line = orjson.dumps(record)
             except Exception as exc:  # this record is refused, the worker goes on
-                if isinstance(exc, MemoryError):
+                if is_infrastructure(exc):
                     raise
                 letters.append(self._failed(exc, where, record, batch_index))
                 continue

@@ -23,7 +23,7 @@ import faust
 import orjson
 
 from streams.agents.failfast import or_exit
-from streams.dead_letters import DeadLetter, Inbound, processing_error
+from streams.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
 from streams.ledger import written_since
 from streams.limits import encode_json
 from streams.packing import partition_for
@@ -125,7 +125,7 @@ class TrainingProcessor:
                 try:
                     self._decide(comparison, where, batch_index, stamp, decided, samples, letters)
                 except Exception as exc:  # this comparison is refused, the worker goes on
-                    if isinstance(exc, MemoryError):
+                    if is_infrastructure(exc):
                         raise
                     letters.append(self._failed(exc, where, comparison, batch_index))
         await self._emit(partition, ledger, samples, letters)

@@ -38,6 +38,7 @@ from streams.dead_letters import (
     TOO_LATE,
     DeadLetter,
     Inbound,
+    is_infrastructure,
     processing_error,
 )
 from streams.fastlane import BulkConsumer
@@ -221,7 +222,7 @@ class WindowProcessor:
                     try:
                         apply((offset, index), doc, now, outcome)
                     except Exception as exc:  # this event is refused, the worker goes on
-                        if isinstance(exc, MemoryError):
+                        if is_infrastructure(exc):
                             raise
                         outcome.failed.append(((offset, index), doc, exc))
                 windows.clock.last_offset = offset
