@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from streams.admin import ClusterNotReady, check_broker, describe_topics, ensure_topics
-from streams.settings import Settings, SettingsError
-from streams.topics import EVENT_ROUTES, TopicNames
+from streams.config.settings import Settings, SettingsError
+from streams.config.topics import EVENT_ROUTES, TopicNames
+from streams.kafka.admin import ClusterNotReady, check_broker, describe_topics, ensure_topics
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
 @cli.command()
 def worker() -> None:
     """Run one worker (router agents and web views) until Ctrl-C or SIGTERM."""
-    from streams.worker import run_worker
+    from streams.runtime.worker import run_worker
 
     settings = _settings()
     try:
@@ -131,7 +131,7 @@ def fleet(
     seed: int,
 ) -> None:
     """Publish a synthetic engine fleet's events to engine.ingest."""
-    from streams.fleet_publisher import publish_fleet
+    from streams.kafka.fleet_publisher import publish_fleet
 
     settings = _settings()
     sent = _run(
@@ -238,7 +238,8 @@ def export_windows(
     fmt: str, start: float | None, end: float | None, size: int | None, out: Path | None
 ) -> None:
     """Write the latest revision of every window in [--from, --to) as CSV or Parquet."""
-    from streams.export import WRITERS, latest_revisions, read_window_records
+    from streams.domain.windows import latest_revisions
+    from streams.kafka.export import WRITERS, read_window_records
 
     settings = _settings()
     if start is not None and end is not None and end <= start:
@@ -264,7 +265,7 @@ def export_windows(
 @click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
 def replay(file: Path, event_type: str | None, rate: float | None, batch: int) -> None:
     """Stream a JSONL file of events into engine.ingest, with a progress bar."""
-    from streams.replay import replay as run_replay
+    from streams.kafka.replay import replay as run_replay
 
     settings = _settings()
     size = file.stat().st_size
@@ -299,7 +300,7 @@ def replay(file: Path, event_type: str | None, rate: float | None, batch: int) -
               help="Stop after this many messages.")
 def tail(topic: str, from_beginning: bool, limit: int | None) -> None:
     """Print the messages of TOPIC (a contract name such as engine.dead-letter)."""
-    from streams.tail import tail as run_tail
+    from streams.kafka.tail import tail as run_tail
 
     settings = _settings()
     names = TopicNames(settings.topic_prefix)

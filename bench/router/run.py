@@ -7,11 +7,11 @@ Two input shapes of the same events (one event per message; JSON arrays of up to
 `--batch` events of one type), each pre-produced to a fresh prefixed `engine.ingest`
 before any consumer starts, then processed by:
 
-* the router: one `enginestream worker` subprocess (streams.processes.WorkerProcess);
+* the router: one `enginestream worker` subprocess (streams.runtime.processes.WorkerProcess);
 * the baseline: a plain asyncio loop in a subprocess (this module, `--baseline-child`):
   aiokafka consumer -> orjson.loads -> jsonschema Draft7Validator -> aiokafka producer,
   one output message per event;
-* the same baseline validating with fastjsonschema first (streams.validation's fast
+* the same baseline validating with fastjsonschema first (streams.domain.validation's fast
   path, which the router uses), so that the comparison can be read both ways.
 
 Every output topic is created here with `message.timestamp.type=LogAppendTime`, so
@@ -51,12 +51,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
-from streams.admin import client_options, describe_topics
-from streams.fleet import Fleet
-from streams.processes import WorkerProcess, free_port
-from streams.settings import Settings
-from streams.topics import EVENT_ROUTES, EVENT_TYPES, TopicNames
-from streams.validation import SCHEMA_DIR, default_registry
+from streams.config.settings import Settings
+from streams.config.topics import EVENT_ROUTES, EVENT_TYPES, TopicNames
+from streams.domain.validation import SCHEMA_DIR, default_registry
+from streams.kafka.admin import client_options, describe_topics
+from streams.kafka.fleet import Fleet
+from streams.runtime.processes import WorkerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "ops" / "kafka" / "kafka.sh"
@@ -588,9 +588,9 @@ def router_child(full_worker: bool) -> None:
 
     `full_worker`: run `enginestream worker` as it is, with every agent it registers.
     Otherwise: the router agent and the web views only, assembled as
-    streams.worker.build_worker_app assembles them, so that other agents (windows)
+    streams.runtime.worker.build_worker_app assembles them, so that other agents (windows)
     do not share the process and the figures are the router's."""
-    from streams.router import Inbound, Router, Routing
+    from streams.domain.router import Inbound, Router, Routing
 
     original = Router.route
 
@@ -607,11 +607,11 @@ def router_child(full_worker: bool) -> None:
         return
     import faust
 
-    from streams.admin import check_broker, ensure_topics
     from streams.agents.router_agent import register_router
-    from streams.app import create_app
-    from streams.counters import RouterCounters
-    from streams.web import register_web
+    from streams.kafka.admin import check_broker, ensure_topics
+    from streams.runtime.app import create_app
+    from streams.runtime.counters import RouterCounters
+    from streams.web.health import register_web
 
     settings = Settings.from_env()
 

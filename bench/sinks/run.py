@@ -4,10 +4,10 @@
                                         [--out bench/sinks/results/latest.json]
 
 The same pre-generated lines (engine_execution events of ~350 bytes from
-``streams.fleet.Fleet(rng=random.Random(1)).execution()``, encoded with orjson) are
+``streams.kafka.fleet.Fleet(rng=random.Random(1)).execution()``, encoded with orjson) are
 written by:
 
-(a) ``PartitionFile.write`` with the defaults (streams.filesink.ChannelConfig): batches
+(a) ``PartitionFile.write`` with the defaults (streams.durable.filesink.ChannelConfig): batches
     of ``buffer_size`` = 500 lines, each ONE os.write + fsync + atomically replaced
     checkpoint (temp file, fsync, rename, fsync of the directory), rotation at 64 MiB;
 (b) the same with batches of 50 and of 5000 lines;
@@ -51,9 +51,9 @@ from typing import Any
 
 import orjson
 
-from streams.atomic import fsync_dir
-from streams.filesink import ChannelConfig, Checkpoint, PartitionFile, read_lines
-from streams.fleet import Fleet
+from streams.durable.atomic import fsync_dir
+from streams.durable.filesink import ChannelConfig, Checkpoint, PartitionFile, read_lines
+from streams.kafka.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = ROOT / ".local" / "bench-sinks"

@@ -38,7 +38,7 @@ import orjson
 
 from bench.windows.run import make_workload
 from streams.agents.window_agent import CLOCK_PREFIX, WindowProcessor
-from streams.windows import EXECUTIONS, PartitionWindows, WindowConfig
+from streams.domain.windows import EXECUTIONS, PartitionWindows, WindowConfig
 
 TOPIC = "engine.executions"
 PARTITIONS = 4

@@ -19,10 +19,10 @@ from pathlib import Path
 # (category, substrings of a frame "function (file:line)"), tried in this order.
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging (records built for debug/info)", ("logging/__init__.py",)),
-    ("window logic (streams.windows, aggregates, sketch)",
-     ("streams/windows.py", "streams/aggregates.py", "streams/sketch.py")),
+    ("window logic (streams.domain.windows, aggregates, sketch)",
+     ("streams/domain/windows.py", "streams/domain/aggregates.py", "streams/domain/sketch.py")),
     ("window agent: apply loop, json, changelog writes",
-     ("streams/agents/window_agent.py", "streams/fastlane.py")),
+     ("streams/agents/window_agent.py", "streams/runtime/bulk.py")),
     ("changelog + output producing (faust tables/producer, aiokafka producer)",
      ("faust/tables/", "faust/transport/producer.py", "aiokafka/producer/",
       "faust/topics.py", "faust/channels.py:3", "FutureMessage", "publish_message",

@@ -16,15 +16,15 @@ engine_id) and JSON arrays of up to `--batch` events of one partition.
 
 Systems, each a process of its own, one after the other on the same topic:
 
-* `worker`: `enginestream worker` as shipped (streams.processes.WorkerProcess), its
+* `worker`: `enginestream worker` as shipped (streams.runtime.processes.WorkerProcess), its
   window agent keeping the 60 s windows in its changelog-backed table (the JSONL sink
   of the same topic off unless `--with-sinks`: see README.md);
 * `worker-faust-stream`: the same worker with the window agent consuming the way it
-  did before streams.fastlane (faust's consumer with a `wait_first` per message, a
+  did before streams.runtime.bulk (faust's consumer with a `wait_first` per message, a
   faust agent with `take_events(200)`, the root logger at DEBUG): the "before";
 * `baseline-dict`: aiokafka consumer -> orjson.loads -> a plain dict per
   (engine, 60 s window) of [count, latency sum, latency min, latency max];
-* `baseline-stats`: the same loop with streams.aggregates.ExecutionStats per window
+* `baseline-stats`: the same loop with streams.domain.aggregates.ExecutionStats per window
   (what the worker keeps: exact sums, means, the latency sketch);
 * `quix`: Quix Streams (`pip install -e '.[bench]'`):
   `app.dataframe(topic).tumbling_window(60_000, grace_ms=5_000).agg(count, sum, min,
@@ -70,11 +70,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.router.run import CpuMeter, broker_pid, machine
-from streams.admin import client_options, ensure_topics
-from streams.packing import partition_for
-from streams.processes import WorkerProcess, free_port
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.kafka.admin import client_options, ensure_topics
+from streams.kafka.packing import partition_for
+from streams.runtime.processes import WorkerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "windows" / "results"
@@ -446,10 +446,10 @@ class FaustStreamWorker(WorkerProcess):
 
 
 class StreamAgentConsumer:
-    """The window agent's consumption as it was before streams.fastlane: a faust agent
+    """The window agent's consumption as it was before streams.runtime.bulk: a faust agent
     iterating `stream.take_events(200, within=0.05)` (Event, Stream and acks per
     message), handing the events' messages to the same processor. Same signature as
-    streams.fastlane.BulkConsumer, which it replaces in faust_stream_child."""
+    streams.runtime.bulk.BulkConsumer, which it replaces in faust_stream_child."""
 
     def __init__(
         self,
@@ -478,15 +478,17 @@ class StreamAgentConsumer:
 
 def faust_stream_child() -> None:
     """Run `enginestream worker` with the window agent consuming the way it did before
-    streams.fastlane: faust's consumer (a `wait_first` per message), a faust agent with
+    streams.runtime.bulk: faust's consumer (a `wait_first` per message), a faust agent with
     take_events (StreamAgentConsumer), and the root logger left at DEBUG as faust.Worker
     sets it. Everything else (the processor, its changelog writes, the idle timer) is
     the current code."""
-    from streams import cli, consumer, fastlane
+    from streams import cli
     from streams.agents import window_agent
+    from streams.runtime import app as app_module
+    from streams.runtime import consumer
 
     consumer.install = lambda app: None
-    fastlane.keep_root_log_level = lambda app, level: None
+    app_module.keep_root_log_level = lambda app, level: None
     window_agent.BulkConsumer = StreamAgentConsumer  # type: ignore[assignment,misc]
     cli.main(["worker"])
 
@@ -588,7 +590,7 @@ async def baseline_main(
 ) -> None:
     """The plain loop: read `topic` from the beginning to its current end, aggregate
     every event into its (engine, 60 s window)."""
-    from streams.aggregates import ExecutionStats
+    from streams.domain.aggregates import ExecutionStats
 
     settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     tps = [TopicPartition(topic, p) for p in range(partitions)]

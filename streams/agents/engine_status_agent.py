@@ -7,9 +7,9 @@ from typing import Any
 import faust
 
 from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_keyed_agent
-from streams.engine_status import EngineStatus
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.engine_status import EngineStatus
 
 
 def apply_lifecycle(state: KeyedState, event: dict[str, Any], letters: DeadLetterFactory) -> None:

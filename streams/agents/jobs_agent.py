@@ -12,11 +12,12 @@ import faust
 import orjson
 
 from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_keyed_agent
-from streams.drift import drift
-from streams.export import WRITERS, latest_revisions, read_window_records
-from streams.jobs import Job, JobKind, JobStatus, TransitionError, apply_command
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.drift import drift
+from streams.domain.jobs import Job, JobKind, JobStatus, TransitionError, apply_command
+from streams.domain.windows import latest_revisions
+from streams.kafka.export import WRITERS, read_window_records
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from typing import Any, cast
 import faust
 import orjson
 
-from streams.agents.failfast import or_exit
-from streams.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
-from streams.limits import encode_json
-from streams.packing import partition_for
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.validation import Violation
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
+from streams.domain.limits import encode_json
+from streams.domain.validation import Violation
+from streams.kafka.packing import partition_for
+from streams.runtime.failfast import or_exit
 
 OFFSET_PREFIX = b"\x00offset|"
 _UNSTAGED = object()  # nothing was staged for the key

@@ -1,7 +1,7 @@
-"""The router agent: read raw messages, route them (streams.router), produce the results,
+"""The router agent: read raw messages, route them (streams.domain.router), produce the results,
 each exactly once even when the worker is killed mid-batch.
 
-Each source partition's ledger (streams.route_ledger) lives in a changelog table and
+Each source partition's ledger (streams.durable.route_ledger) lives in a changelog table and
 is saved once the batch's writes are acknowledged. Every written message carries the
 source partition and highest source offset it holds, so a partition rebuilt after a
 crash reads the destinations' tails past its ledger and writes, for a message
@@ -19,14 +19,14 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import client_options
-from streams.agents.failfast import or_exit
-from streams.counters import RouterCounters
-from streams.packing import pack, partition_for
-from streams.route_ledger import SourceLedger, rebuild, source_header
-from streams.router import DeadLetter, Inbound, RoutedEvent, Router
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.router import DeadLetter, Inbound, RoutedEvent, Router
+from streams.durable.route_ledger import SourceLedger, rebuild, source_header
+from streams.kafka.admin import client_options
+from streams.kafka.packing import pack, partition_for
+from streams.runtime.counters import RouterCounters
+from streams.runtime.failfast import or_exit
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any
 import faust
 
 from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_keyed_agent
-from streams.sessions import Session
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.sessions import Session
 
 log = logging.getLogger(__name__)
 

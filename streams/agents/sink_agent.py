@@ -1,11 +1,11 @@
 """JSONL sink agents: one per enabled channel, writing each topic partition to its own
-exactly-once files (streams.filesink) under <data dir>/jsonl/.
+exactly-once files (streams.durable.filesink) under <data dir>/jsonl/.
 
 A take of up to `buffer_size` messages, or what arrived within `auto_flush_seconds`,
 is written as one append and fsync per partition; only then does Faust ack the
 messages, so its committed offsets never pass what is on disk, and the file's
 checkpoint skips whatever is delivered again. Records are also deduplicated by id
-(streams.channels): the ids already in a partition's files are read back when it is
+(streams.config.channels): the ids already in a partition's files are read back when it is
 opened, so the same event published twice is written once.
 
 A message that is not JSON, or a record that is not an object or has no id, is a
@@ -27,14 +27,14 @@ from typing import Any
 import faust
 import orjson
 
-from streams.agents.failfast import or_exit
-from streams.channels import CHANNELS, Channel
-from streams.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
-from streams.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
-from streams.limits import encode_json
-from streams.prometheus import Histogram
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.channels import CHANNELS, Channel
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
+from streams.domain.limits import encode_json
+from streams.durable.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
+from streams.runtime.failfast import or_exit
+from streams.web.prometheus import Histogram
 
 log = logging.getLogger(__name__)
 

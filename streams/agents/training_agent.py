@@ -1,6 +1,6 @@
 """The training-sample agent: comparison winners become tiered training samples.
 
-Each comparison is decided once (streams.tiering): a sample (gold, silver, bronze),
+Each comparison is decided once (streams.domain.tiering): a sample (gold, silver, bronze),
 `below_threshold`, or `winner_not_candidate` (a dead letter). The decision is kept in
 a changelog-backed table keyed by comparison id, on the comparison's partition, so a
 comparison published twice or delivered again yields one sample. Samples are
@@ -22,15 +22,15 @@ from typing import Any, cast
 import faust
 import orjson
 
-from streams.agents.failfast import or_exit
-from streams.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
-from streams.ledger import written_since
-from streams.limits import encode_json
-from streams.packing import partition_for
-from streams.settings import Settings
-from streams.tiering import Thresholds, make_sample
-from streams.topics import TopicNames
-from streams.validation import default_registry
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
+from streams.domain.limits import encode_json
+from streams.domain.tiering import Thresholds, make_sample
+from streams.domain.validation import default_registry
+from streams.durable.tails import written_since
+from streams.kafka.packing import partition_for
+from streams.runtime.failfast import or_exit
 
 WINNER_NOT_CANDIDATE = "winner_not_candidate"
 BELOW_THRESHOLD = "below_threshold"

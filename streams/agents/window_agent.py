@@ -1,4 +1,4 @@
-"""The window agent: feed executions and served requests to streams.windows, emit
+"""The window agent: feed executions and served requests to streams.domain.windows, emit
 finals and revisions to engine.metrics.windows, and keep the state in a table.
 
 State: one changelog-backed Faust table. Each window is one key, written at most once
@@ -12,7 +12,7 @@ accounted for. When a partition is (re)built from the table, the output partitio
 read from that offset to its end, and the records found there are not emitted again
 when re-delivered events recompute them.
 
-Consumption: in bulk (streams.fastlane.BulkConsumer), lists of up to WINDOW_TAKE raw
+Consumption: in bulk (streams.runtime.bulk.BulkConsumer), lists of up to WINDOW_TAKE raw
 messages, no faust Event or Stream per message; a batch's messages are acked (and so
 committable) only once it was applied and its changelog and output records queued.
 GET /windows/stats answers this worker's counts (messages, events, batches).
@@ -32,8 +32,9 @@ import orjson
 from faust.types import Message
 from faust.web import Request, Response, View
 
-from streams.agents.failfast import or_exit
-from streams.dead_letters import (
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.dead_letters import (
     FUTURE_TIMESTAMP,
     TOO_LATE,
     DeadLetter,
@@ -41,13 +42,8 @@ from streams.dead_letters import (
     is_infrastructure,
     processing_error,
 )
-from streams.fastlane import BulkConsumer
-from streams.ledger import written_since
-from streams.limits import encode_json
-from streams.packing import partition_for
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.windows import (
+from streams.domain.limits import encode_json
+from streams.domain.windows import (
     EXECUTIONS,
     REQUESTS,
     Clock,
@@ -59,6 +55,10 @@ from streams.windows import (
     emission_id,
     encode_key,
 )
+from streams.durable.tails import written_since
+from streams.kafka.packing import partition_for
+from streams.runtime.bulk import BulkConsumer
+from streams.runtime.failfast import or_exit
 
 log = logging.getLogger(__name__)
 
@@ -436,7 +436,7 @@ def register_windows(
     table.key_serializer = "raw"
     table.value_serializer = "raw"
     processor = WindowProcessor(app, settings, config, table, names)
-    # Consumed in bulk (streams.fastlane): lists of raw messages, acked once processed
+    # Consumed in bulk (streams.runtime.bulk): lists of raw messages, acked once processed
     # and their outputs queued; no faust Event or Stream per message.
     async def process(messages: list[Message]) -> None:
         await or_exit(processor.process(messages), "windowing")

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streams.topics import EVENT_ROUTES, EVENT_TYPES
-from streams.validation import DISCRIMINATORS, SchemaRegistry, Violation, default_registry
+from streams.config.topics import EVENT_ROUTES, EVENT_TYPES
+from streams.domain.validation import DISCRIMINATORS, SchemaRegistry, Violation, default_registry
 
 LIFECYCLE = "engine_event"
 

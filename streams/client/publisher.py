@@ -81,11 +81,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.partitioner import murmur2
 
-from streams.admin import client_options
 from streams.client.checks import ConfidentialityError, InvalidEvent, check_event, entity_key
-from streams.settings import Settings, parse_bootstrap
-from streams.topics import EVENT_ROUTES, TopicNames
-from streams.validation import SchemaRegistry, default_registry
+from streams.config.settings import Settings, parse_bootstrap
+from streams.config.topics import EVENT_ROUTES, TopicNames
+from streams.domain.validation import SchemaRegistry, default_registry
+from streams.kafka.admin import client_options
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class PublisherStats:
 @functools.lru_cache(maxsize=65_536)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives `key` (the same
-    formula as `streams.packing.partition_for`, kept here so the SDK stays light)."""
+    formula as `streams.kafka.packing.partition_for`, kept here so the SDK stays light)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

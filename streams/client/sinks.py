@@ -27,7 +27,7 @@ import orjson
 
 from streams.client.checks import check_event
 from streams.client.publisher import Publisher, PublisherStats
-from streams.validation import SchemaRegistry, default_registry
+from streams.domain.validation import SchemaRegistry, default_registry
 
 
 @runtime_checkable

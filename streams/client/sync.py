@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from streams.client.publisher import Publisher, PublisherStats, State
-from streams.settings import Settings
+from streams.config.settings import Settings
 
 T = TypeVar("T")
 

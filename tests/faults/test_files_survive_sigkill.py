@@ -23,14 +23,14 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.admin import ensure_topics
-from streams.channels import CHANNELS, content_id
-from streams.filesink import read_lines
-from streams.fleet import Fleet
-from streams.processes import WorkerProcess, free_port
-from streams.settings import Settings
-from streams.tiering import sample_id_for
-from streams.topics import TopicNames
+from streams.config.channels import CHANNELS, content_id
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.tiering import sample_id_for
+from streams.durable.filesink import read_lines
+from streams.kafka.admin import ensure_topics
+from streams.kafka.fleet import Fleet
+from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration.kafka_io import produce_all, read_until
 
 pytestmark = pytest.mark.integration

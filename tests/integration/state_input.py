@@ -2,8 +2,8 @@
 
 Every entity (job, session, engine) has a scripted life: the documents published for
 it, in order, each with what must become of it (applied, or which dead letter). The
-expected records are computed offline with the project's pure logic (streams.jobs,
-streams.sessions, streams.engine_status) over the same documents in the same order.
+expected records are computed offline with the project's pure logic (streams.domain.jobs,
+streams.domain.sessions, streams.domain.engine_status) over the same documents in the same order.
 
 Publishing keeps each entity's documents in order: every document of one entity goes
 to the same partition of the same input topic (the partition its id hashes to), as
@@ -30,12 +30,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.agents.keyed_state import OFFSET_PREFIX
-from streams.engine_status import EngineStatus
-from streams.fleet import Fleet
-from streams.jobs import Job, TransitionError, apply_command
-from streams.packing import partition_for
-from streams.sessions import Session
-from streams.topics import TopicNames
+from streams.config.topics import TopicNames
+from streams.domain.engine_status import EngineStatus
+from streams.domain.jobs import Job, TransitionError, apply_command
+from streams.domain.sessions import Session
+from streams.kafka.fleet import Fleet
+from streams.kafka.packing import partition_for
 from tests.integration.kafka_io import read_until
 
 SECRET = f"CONFIDENTIAL-PROMPT-{uuid.uuid4().hex}"  # unique to the run
@@ -305,7 +305,7 @@ def fleet_jobs(rng: random.Random, names: TopicNames, t0: float, count: int) -> 
 
 
 def expected_jobs(lives: Lives) -> dict[str, Job | None]:
-    """Each job as streams.jobs.apply_command leaves it after its commands, checking
+    """Each job as streams.domain.jobs.apply_command leaves it after its commands, checking
     on the way that every refusal is the scripted one."""
     jobs: dict[str, Job | None] = {}
     for job_id, docs in lives.docs.items():
@@ -398,7 +398,7 @@ def session_lives(
 
 
 def expected_sessions(lives: Lives) -> dict[str, Session]:
-    """Each session as streams.sessions.Session folds its events."""
+    """Each session as streams.domain.sessions.Session folds its events."""
     found = {}
     for sid in lives.docs:
         events = lives.applied(sid)
@@ -473,7 +473,7 @@ def engine_lives(rng: random.Random, names: TopicNames, t0: float, tag: str = ""
 
 
 def expected_engines(lives: Lives) -> dict[str, EngineStatus | None]:
-    """Each engine as streams.engine_status.EngineStatus folds its valid events."""
+    """Each engine as streams.domain.engine_status.EngineStatus folds its valid events."""
     found: dict[str, EngineStatus | None] = {}
     for engine in lives.docs:
         events = lives.applied(engine)

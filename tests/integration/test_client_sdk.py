@@ -28,7 +28,6 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import ensure_topics
 from streams.client import (
     COMPARISON_RESULT,
     DROP_REASONS,
@@ -43,10 +42,11 @@ from streams.client import (
     events,
 )
 from streams.client.publisher import partition_for
-from streams.processes import free_port
-from streams.settings import Settings
-from streams.topics import EVENT_ROUTES, TopicNames
-from streams.validation import default_registry
+from streams.config.settings import Settings
+from streams.config.topics import EVENT_ROUTES, TopicNames
+from streams.domain.validation import default_registry
+from streams.kafka.admin import ensure_topics
+from streams.runtime.processes import free_port
 
 pytestmark = pytest.mark.integration
 

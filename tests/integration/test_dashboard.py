@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 
-from streams.dashboard import STATIC_DIR, static_file
-from streams.fleet_publisher import Sent, publish_fleet
-from streams.processes import WorkerProcess
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.kafka.fleet_publisher import Sent, publish_fleet
+from streams.runtime.processes import WorkerProcess
+from streams.web.dashboard import STATIC_DIR, static_file
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -348,7 +348,7 @@ def check_static_files(worker: WorkerProcess) -> None:
     ):
         status, _, body = http_get(f"{worker.url}/dashboard/static/{probe}")
         assert status == 404, (probe, status, body[:200])
-    status, _, _ = http_get(f"{worker.url}/dashboard/static/../streams/dashboard.py")
+    status, _, _ = http_get(f"{worker.url}/dashboard/static/../streams/web/dashboard.py")
     assert status == 404
 
 
@@ -403,7 +403,7 @@ def test_dashboard_shows_what_the_views_answer(
         status, _, _ = http_get(worker.url + "/dashboard")
         assert status == 200, (
             f"GET /dashboard answered {status}: register_dashboard(app) is not wired in "
-            "streams/worker.py build_worker_app"
+            "streams/runtime/worker.py build_worker_app"
         )
         sent = asyncio.run(
             publish_fleet(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.processes import free_port
+from streams.runtime.processes import free_port
 from tests.conftest import KAFKA_SH, ROOT
 
 pytestmark = pytest.mark.integration

@@ -21,12 +21,12 @@ import fastavro
 import orjson
 import pytest
 
-from streams.admin import ensure_topics
-from streams.avro_codec import load_avro_schemas
-from streams.filesink import read_lines
-from streams.processes import WorkerProcess, free_port
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.avro_codec import load_avro_schemas
+from streams.durable.filesink import read_lines
+from streams.kafka.admin import ensure_topics
+from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration.kafka_io import produce_all, read_until
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.admin import ensure_topics
-from streams.processes import WorkerProcess
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.kafka.admin import ensure_topics
+from streams.runtime.processes import WorkerProcess
 from tests.integration import windows_input as wi
 from tests.integration.kafka_io import read_until
 from tests.integration.test_windows_end_to_end import (

@@ -21,14 +21,14 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.admin import ensure_topics
-from streams.avro_codec import encode_container
-from streams.fleet import Fleet
-from streams.packing import partition_for
-from streams.processes import WorkerProcess
-from streams.settings import Settings
-from streams.topics import EVENT_ROUTES, TopicNames
-from streams.validation import default_registry
+from streams.config.settings import Settings
+from streams.config.topics import EVENT_ROUTES, TopicNames
+from streams.domain.avro_codec import encode_container
+from streams.domain.validation import default_registry
+from streams.kafka.admin import ensure_topics
+from streams.kafka.fleet import Fleet
+from streams.kafka.packing import partition_for
+from streams.runtime.processes import WorkerProcess
 from tests.integration.kafka_io import produce_all, read_until
 
 pytestmark = pytest.mark.integration

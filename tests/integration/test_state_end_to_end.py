@@ -7,7 +7,7 @@ some of them carrying prompt text — and ordinary executions, on engine.ingest 
 the typed raw topics, alone and in batches. Then, each test on its own:
 
 * every job, session and engine status the web views answer equals what the pure
-  logic (streams.jobs / streams.sessions / streams.engine_status) computes offline
+  logic (streams.domain.jobs / .sessions / .engine_status) computes offline
   over the same documents in the same order, and every refused job command is a
   dead letter naming the rule it broke;
 * the job views authorise, validate and answer 4xx as documented, and the app runs
@@ -36,14 +36,14 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.admin import ensure_topics
-from streams.engine_status import EngineStatus
-from streams.jobs import Job, JobStatus
-from streams.packing import partition_for
-from streams.processes import WorkerProcess, free_port
-from streams.sessions import Session
-from streams.settings import Settings
-from streams.topics import TopicNames
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.engine_status import EngineStatus
+from streams.domain.jobs import Job, JobStatus
+from streams.domain.sessions import Session
+from streams.kafka.admin import ensure_topics
+from streams.kafka.packing import partition_for
+from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration import state_input as si
 from tests.integration.kafka_io import produce_all, read_until
 

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.admin import ensure_topics
-from streams.processes import WorkerProcess, free_port
-from streams.settings import Settings
-from streams.topics import TopicNames
-from streams.validation import default_registry
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.validation import default_registry
+from streams.kafka.admin import ensure_topics
+from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration import windows_input as wi
 from tests.integration.kafka_io import produce_all, read_until
 

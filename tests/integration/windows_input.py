@@ -1,7 +1,7 @@
 """Generated executions for the window tests, and the offline recomputation they are
 checked against.
 
-The recomputation is written independently of streams.windows: a direct simulation
+The recomputation is written independently of streams.domain.windows: a direct simulation
 of the contract's rules per partition in offset order (watermark = highest event time
 minus lateness; final when the watermark reaches end + grace; later events are late
 revisions until end + grace + retention, then too late), over plain lists.
@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.packing import partition_for
+from streams.kafka.packing import partition_for
 
 T0 = 1_700_000_000  # a day in November 2023: replayed, historical event time
 SIZES = (60, 300)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import faust
 import pytest
 
-from streams import consumer
+from streams.runtime import consumer
 
 
 @pytest.fixture

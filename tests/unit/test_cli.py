@@ -11,8 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from streams.export import COLUMNS, latest_revisions, write_csv, write_parquet
-from streams.replay import parse_lines
+from streams.domain.windows import latest_revisions
+from streams.kafka.export import COLUMNS, write_csv, write_parquet
+from streams.kafka.replay import parse_lines
 
 COMMANDS = [
     [], ["worker"], ["fleet"], ["demo"], ["topics"], ["topics", "create"],

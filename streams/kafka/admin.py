@@ -1,0 +1,151 @@
+"""Talk to the cluster before streaming: fail fast when it is unreachable, create topics.
+
+Topics are created here with explicit partition counts (the local broker has
+auto-create off), so a typed topic never silently ends up with one partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames, TopicSpec
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class ClusterNotReady(RuntimeError):
+    """The cluster cannot serve the worker yet; the message says what to do."""
+
+
+class BrokerUnreachable(ClusterNotReady):
+    """No broker answered at the configured address; the message says what to set."""
+
+
+class TopicsNotReady(ClusterNotReady):
+    """Topics still report no partitions: routing by partition count is impossible."""
+
+
+# How long a freshly created topic may take to show its partitions in metadata (a
+# busy single-node cluster on two cores has taken more than five seconds).
+PARTITIONS_WAIT_S = 60.0
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka connection options (address, TLS, SASL) from the settings."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+        options["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password
+    return options
+
+
+async def _admin(settings: Settings, timeout_s: float) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(
+        **client_options(settings), request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+        await admin.close()
+        raise BrokerUnreachable(
+            f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.__class__.__name__}). "
+            "Set KAFKA_BOOTSTRAP_SERVERS to a reachable broker, or start the local one "
+            "with `make kafka-up`."
+        ) from None
+    return admin
+
+
+async def check_broker(settings: Settings, timeout_s: float = 10.0) -> int:
+    """Answer the number of brokers in the cluster, or raise BrokerUnreachable."""
+    admin = await _admin(settings, timeout_s)
+    try:
+        cluster = await admin.describe_cluster()
+        return len(cluster.get("brokers", []))
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic as the cluster has it."""
+
+    name: str
+    partitions: int
+
+
+async def ensure_topics(
+    settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 15.0
+) -> list[TopicState]:
+    """Create every missing topic with its partition count; answer what exists.
+
+    An existing topic with another partition count is left alone (repartitioning
+    would move keys) and reported in the answer, so callers can warn.
+    """
+    if specs is None:
+        specs = TopicNames(settings.topic_prefix).specs(settings.partitions)
+    admin = await _admin(settings, timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, settings.replication_factor)
+                    for s in missing
+                ]
+            )
+            for name, code, *rest in response.topic_errors:
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise KafkaError(f"creating topic {name} failed: error {code} {rest}")
+        return await _describe(admin, [s.name for s in specs])
+    finally:
+        await admin.close()
+
+
+async def describe_topics(settings: Settings, names: list[str]) -> list[TopicState]:
+    """Partition counts of `names` (topics that do not exist are left out)."""
+    admin = await _admin(settings, 10.0)
+    try:
+        existing = set(await admin.list_topics())
+        return await _describe(admin, [n for n in names if n in existing])
+    finally:
+        await admin.close()
+
+
+async def _describe(
+    admin: AIOKafkaAdminClient, names: list[str], wait_s: float = PARTITIONS_WAIT_S
+) -> list[TopicState]:
+    """Partition counts of `names`, once every one reports at least one partition;
+    TopicsNotReady when some still report none after `wait_s`."""
+    if not names:
+        return []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        described = await admin.describe_topics(names)
+        states = [TopicState(t["topic"], len(t["partitions"])) for t in described]
+        found = {s.name for s in states if s.partitions > 0}
+        if len(found) == len(set(names)):
+            return [s for s in states if s.name in found]
+        if loop.time() >= deadline:
+            missing = sorted(set(names) - found)
+            raise TopicsNotReady(
+                f"topics {', '.join(missing[:5])} report no partitions after {wait_s:g} s; "
+                "the cluster is still creating them or is overloaded: start the worker "
+                "again in a moment (nothing was processed)"
+            )
+        await asyncio.sleep(0.1)

@@ -1,0 +1,86 @@
+"""The Faust application: one place that turns Settings into a configured faust.App."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from streams.config.settings import Settings
+from streams.runtime import consumer
+
+# Large enough for router output batches and oversized inputs that must be read
+# (to dead-letter them); the local broker accepts messages up to 8 MiB.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app for `settings`, with no agents yet (see streams.runtime.worker)."""
+    brokers = [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")]
+    credentials = None
+    if settings.security_protocol != "PLAINTEXT":
+        credentials = _credentials(settings)
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        broker_credentials=credentials,
+        store="memory://",
+        datadir=str(settings.data_dir / "faust" / settings.app_id),
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        # A crashed worker's partitions move to the others within seconds, not a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        producer_acks=-1,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+    )
+    # The consumer without faust's per-message wait_first (see streams.runtime.consumer), and
+    # the root logger kept at our level (faust.Worker sets it to DEBUG).
+    consumer.install(app)
+    keep_root_log_level(app, settings.log_level)
+    # An input partition left behind with nothing in flight is read again.
+    consumer.guard_stalled_partitions(app)
+    return app
+
+
+def _credentials(settings: Settings) -> faust.auth.Credentials:
+    import ssl
+
+    context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    if settings.security_protocol == "SSL":
+        assert context is not None
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password,
+        ssl_context=context,
+        mechanism=settings.sasl_mechanism,
+    )
+
+
+def keep_root_log_level(app: faust.App, level: str) -> None:
+    """Put the root logger back at `level` once the worker has set up logging.
+
+    faust.Worker sets the root logger to DEBUG to feed its terminal spinner (when its
+    log level is WARN or above), so every log.debug in faust, mode and aiokafka built a
+    LogRecord and ran the handlers (about a tenth of a busy worker's time).
+    """
+    wanted = logging.getLevelName(level.upper())
+
+    @app.task
+    async def _restore_root_level() -> None:
+        root = logging.getLogger()
+        if isinstance(wanted, int) and root.level < wanted:
+            root.setLevel(wanted)
+
+

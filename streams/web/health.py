@@ -1,0 +1,60 @@
+"""Faust web views (JSON): health and readiness, and the router's running counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.runtime.counters import RouterCounters
+
+
+def readiness(app: faust.App) -> dict[str, Any]:
+    """Whether this worker has partitions assigned and its tables recovered."""
+    try:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    except Exception:  # the consumer is not started yet
+        assigned = []
+    recovery = getattr(app.tables, "recovery", None)
+    recovered = recovery.completed.is_set() if recovery is not None else True
+    ready = bool(assigned) and not app.rebalancing and recovered
+    return {"ready": ready, "rebalancing": app.rebalancing, "assigned": assigned}
+
+
+def recovering(app: faust.App) -> bool:
+    """True while partitions move or tables recover: views then answer 503."""
+    recovery = getattr(app.tables, "recovery", None)
+    return bool(app.rebalancing or (recovery is not None and not recovery.completed.is_set()))
+
+
+def unavailable(view: View, retry_after_s: int = 2) -> Response:
+    """503 with Retry-After, rather than an answer from state still being recovered."""
+    response = view.json({"error": "state is being recovered; retry shortly"}, status=503)
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
+StatsSource = Callable[[], dict[str, Any]]
+
+
+def register_web(
+    app: faust.App, counters: RouterCounters, sources: dict[str, StatsSource] | None = None
+) -> None:
+    """Add the views to `app`; /stats shows the router's counts and each of `sources`
+    (this worker's own counts since it started)."""
+    extra = sources or {}
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            state = readiness(app)
+            return self.json({"status": "ok", **state}, status=200 if state["ready"] else 503)
+
+    @app.page("/stats")
+    class Stats(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(
+                {"router": counters.snapshot(), **{name: get() for name, get in extra.items()}}
+            )
