@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> None:
 @cli.command()
 def worker() -> None:
     """Run one worker (router agents and web views) until Ctrl-C or SIGTERM."""
+    from streams.runtime.versions import UnsupportedRuntime
     from streams.runtime.worker import run_worker
 
     settings = _settings()
     try:
         run_worker(settings)
-    except ClusterNotReady as exc:
+    except (ClusterNotReady, UnsupportedRuntime) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 

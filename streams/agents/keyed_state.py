@@ -23,7 +23,7 @@ from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
 from streams.domain.limits import encode_json
 from streams.domain.validation import Violation
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.runtime.failfast import or_exit
 
 OFFSET_PREFIX = b"\x00offset|"

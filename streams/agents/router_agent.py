@@ -24,7 +24,8 @@ from streams.config.topics import TopicNames
 from streams.domain.router import DeadLetter, Inbound, RoutedEvent, Router
 from streams.durable.route_ledger import SourceLedger, rebuild, source_header
 from streams.kafka.admin import client_options
-from streams.kafka.packing import pack, partition_for
+from streams.kafka.packing import pack
+from streams.kafka.partitioner import partition_for
 from streams.runtime.counters import RouterCounters
 from streams.runtime.failfast import or_exit
 

@@ -29,7 +29,7 @@ from streams.domain.limits import encode_json
 from streams.domain.tiering import Thresholds, make_sample
 from streams.domain.validation import default_registry
 from streams.durable.tails import written_since
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.runtime.failfast import or_exit
 
 WINNER_NOT_CANDIDATE = "winner_not_candidate"

@@ -56,7 +56,7 @@ from streams.domain.windows import (
     encode_key,
 )
 from streams.durable.tails import written_since
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.runtime.bulk import BulkConsumer
 from streams.runtime.failfast import or_exit
 

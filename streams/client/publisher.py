@@ -79,13 +79,13 @@ from typing import Any, Literal
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, RecordTooLargeError
-from aiokafka.partitioner import murmur2
 
 from streams.client.checks import ConfidentialityError, InvalidEvent, check_event, entity_key
 from streams.config.settings import Settings, parse_bootstrap
 from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.domain.validation import SchemaRegistry, default_registry
 from streams.kafka.admin import client_options
+from streams.kafka.partitioner import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,6 @@ class PublisherStats:
     def pending(self) -> int:
         """Events accepted and not yet acknowledged or dropped."""
         return self.buffered + self.in_flight
-
-
-@functools.lru_cache(maxsize=65_536)
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives `key` (the same
-    formula as `streams.kafka.packing.partition_for`, kept here so the SDK stays light)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(slots=True)

@@ -10,14 +10,13 @@ whether it travelled alone or in a batch.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from streams.domain.router import RoutedEvent
+from streams.kafka.partitioner import partition_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +29,6 @@ class Outgoing:
     value: bytes
     count: int
     source_offset: int = -1  # highest offset of the messages its events came in
-
-
-@functools.lru_cache(maxsize=65_536)
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives `key`.
-
-    Cached: aiokafka's murmur2 is pure Python, and entity ids repeat (an engine
-    sends many events). A topic without partitions has no answer: ValueError."""
-    if partitions < 1:
-        raise ValueError(f"a topic needs at least one partition, it reports {partitions}")
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def pack(

@@ -24,6 +24,7 @@ from streams.domain.windows import WindowConfig
 from streams.kafka.admin import check_broker, ensure_topics
 from streams.runtime.app import create_app
 from streams.runtime.counters import RouterCounters
+from streams.runtime.versions import check_versions
 from streams.web.dashboard import register_dashboard
 from streams.web.health import register_web
 from streams.web.prometheus import register_prometheus
@@ -107,6 +108,7 @@ async def prepare(settings: Settings) -> dict[str, int]:
 
 def run_worker(settings: Settings) -> None:
     """Run one worker until it is stopped (SIGINT/SIGTERM)."""
+    check_versions()
     client_log = logging.getLogger("aiokafka")
     client_log.setLevel(logging.CRITICAL)  # a failed pre-flight is reported in one line
     try:

@@ -20,7 +20,7 @@ from faust.web import Request, Response, View
 
 from streams.domain.aggregates import ExecutionStats
 from streams.domain.windows import EXECUTIONS, PartitionWindows, Window, iso, window_start
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.web.health import recovering, unavailable
 from streams.web.peers import PeerUnavailable, ask_peers
 

@@ -35,7 +35,7 @@ from streams.domain.engine_status import EngineStatus
 from streams.domain.jobs import Job, TransitionError, apply_command
 from streams.domain.sessions import Session
 from streams.kafka.fleet import Fleet
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 from tests.integration.kafka_io import read_until
 
 SECRET = f"CONFIDENTIAL-PROMPT-{uuid.uuid4().hex}"  # unique to the run

@@ -41,11 +41,11 @@ from streams.client import (
     SyncPublisher,
     events,
 )
-from streams.client.publisher import partition_for
 from streams.config.settings import Settings
 from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.domain.validation import default_registry
 from streams.kafka.admin import ensure_topics
+from streams.kafka.partitioner import partition_for
 from streams.runtime.processes import free_port
 
 pytestmark = pytest.mark.integration

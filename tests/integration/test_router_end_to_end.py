@@ -27,7 +27,7 @@ from streams.domain.avro_codec import encode_container
 from streams.domain.validation import default_registry
 from streams.kafka.admin import ensure_topics
 from streams.kafka.fleet import Fleet
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.runtime.processes import WorkerProcess
 from tests.integration.kafka_io import produce_all, read_until
 

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 
 T0 = 1_700_000_000  # a day in November 2023: replayed, historical event time
 SIZES = (60, 300)

@@ -44,9 +44,9 @@ from streams.client import (
     SyncPublisher,
     events,
 )
-from streams.client.publisher import pack, partition_for
+from streams.client.publisher import pack
 from streams.domain.validation import default_registry
-from streams.kafka.packing import partition_for as router_partition_for
+from streams.kafka.partitioner import partition_for
 
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRY = default_registry()
@@ -516,7 +516,7 @@ def test_pack_groups_events_by_partition_of_their_entity_and_bounds_messages() -
             if key is None:
                 assert batch.partition is None and batch.key is None
             else:
-                assert batch.partition == router_partition_for(key, 4) == partition_for(key, 4)
+                assert batch.partition == partition_for(key, 4)
                 assert doc["engine_id"].encode() == key
         keys = {key for key, _ in batch.items}
         assert batch.key == (next(iter(keys)) if len(keys) == 1 else None)

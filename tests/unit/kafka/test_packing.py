@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.domain.router import RoutedEvent
-from streams.kafka.packing import Outgoing, pack, partition_for
+from streams.kafka.packing import Outgoing, pack
+from streams.kafka.partitioner import partition_for
 
 NAMES = TopicNames()
 TYPED = NAMES.typed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import murmur2
 
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 
 # clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java (testMurmur2)
 KAFKA_VECTORS = {
