@@ -107,6 +107,7 @@ class TrainingProcessor:
         decided: dict[bytes, bytes] = {}
         samples: list[dict[str, Any]] = []
         letters: list[DeadLetter] = []
+        first = ledger["last"]
         for event in events:
             message = event.message
             if message.offset <= ledger["last"]:
@@ -128,6 +129,8 @@ class TrainingProcessor:
                     if is_infrastructure(exc):
                         raise
                     letters.append(self._failed(exc, where, comparison, batch_index))
+        if ledger["last"] == first:
+            return  # every message was decided before: nothing to write
         await self._emit(partition, ledger, samples, letters)
         for key, verdict in decided.items():
             data[key] = verdict

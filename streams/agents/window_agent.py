@@ -194,14 +194,14 @@ class WindowProcessor:
                 kind = self.sources[message.topic]
                 where = (kind, message.partition)
                 windows = self.partitions.get(where) or await self._ensure(*where)
-                outcome = outcomes.get(where)
-                if outcome is None:
-                    outcome = outcomes[where] = Outcome()
                 offset = message.offset
                 if offset <= windows.clock.last_offset:
                     # Redelivered after a restart, and the saved clock already has it
                     # (the clock is written last, so everything before it was too).
                     continue
+                outcome = outcomes.get(where)
+                if outcome is None:
+                    outcome = outcomes[where] = Outcome()
                 try:
                     value = loads(message.value or b"null")
                 except orjson.JSONDecodeError as exc:
