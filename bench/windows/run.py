@@ -73,7 +73,7 @@ from bench.router.run import CpuMeter, broker_pid, machine
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.kafka.admin import client_options, ensure_topics
-from streams.kafka.packing import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.runtime.processes import WorkerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
