@@ -610,7 +610,7 @@ def router_child(full_worker: bool) -> None:
     from streams.agents.router_agent import register_router
     from streams.kafka.admin import check_broker, ensure_topics
     from streams.runtime.app import create_app
-    from streams.runtime.counters import RouterCounters
+    from streams.runtime.router_counters import RouterCounters
     from streams.web.health import register_web
 
     settings = Settings.from_env()

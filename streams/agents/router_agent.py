@@ -26,8 +26,8 @@ from streams.durable.route_ledger import SourceLedger, rebuild, source_header
 from streams.kafka.admin import client_options
 from streams.kafka.packing import pack
 from streams.kafka.partitioner import partition_for
-from streams.runtime.counters import RouterCounters
 from streams.runtime.failfast import or_exit
+from streams.runtime.router_counters import RouterCounters
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from streams.domain.validation import default_registry
 from streams.domain.windows import WindowConfig
 from streams.kafka.admin import check_broker, ensure_topics
 from streams.runtime.app import create_app
-from streams.runtime.counters import RouterCounters
+from streams.runtime.router_counters import RouterCounters
 from streams.runtime.versions import check_versions
 from streams.web.dashboard import register_dashboard
 from streams.web.health import register_web

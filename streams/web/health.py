@@ -8,7 +8,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from streams.runtime.counters import RouterCounters
+from streams.runtime.router_counters import RouterCounters
 
 
 def readiness(app: faust.App) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import faust
 from faust.web import Request, Response, View
 
-from streams.runtime.counters import RouterCounters
+from streams.runtime.router_counters import RouterCounters
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from streams.domain.windows import Clock
-from streams.runtime.counters import RouterCounters
+from streams.runtime.router_counters import RouterCounters
 from streams.web.prometheus import (
     CONTENT_TYPE,
     Histogram,
