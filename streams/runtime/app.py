@@ -7,7 +7,7 @@ import logging
 import faust
 
 from streams.config.settings import Settings
-from streams.runtime import consumer
+from streams.runtime import consumer, stall_timer
 
 # Large enough for router output batches and oversized inputs that must be read
 # (to dead-letter them); the local broker accepts messages up to 8 MiB.
@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> faust.App:
     consumer.install(app)
     keep_root_log_level(app, settings.log_level)
     # An input partition left behind with nothing in flight is read again.
-    consumer.guard_stalled_partitions(app)
+    stall_timer.guard_stalled_partitions(app)
     return app
 
 

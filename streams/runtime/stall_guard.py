@@ -16,7 +16,7 @@ The end offsets come from the broker, not from the last fetch: a partition the
 consumer no longer fetches has no fresh high watermark, and a partition nothing was
 committed for yet counts from its first offset, so neither hides a stall.
 
-Pure logic, no faust: the worker's timer feeds it snapshots (streams.runtime.consumer).
+Pure logic, no faust: the worker's timer feeds it snapshots (streams.runtime.stall_timer).
 """
 
 from __future__ import annotations

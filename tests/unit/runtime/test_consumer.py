@@ -20,6 +20,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from streams.runtime import consumer as consumer_module
+from streams.runtime import stall_timer
 from streams.runtime.consumer import FastDrainConsumer
 from streams.runtime.stall_guard import PartitionProgress, StallGuard
 from tests.unit.runtime.faust_app import TOPIC, bulk_consumer, message
@@ -228,12 +229,12 @@ def test_partition_progress_counts_what_is_in_flight(app: faust.App) -> None:
     consumer.assignment = lambda: {p0, p1, p2, p3}  # type: ignore[method-assign]
 
     ends = {tp: 20 for tp in (p0, p1, p2, p3)}
-    progress = consumer_module.partition_progress(app, ends, starts={})
+    progress = stall_timer.partition_progress(app, ends, starts={})
     assert {tp: p.in_flight for tp, p in progress.items()} == {p0: 0, p1: 1, p2: 1, p3: 2}
     assert progress[p0].committed == 10 and progress[p0].end == 20
     # The guard asks the broker for the idle partitions only: the others are left out.
-    assert consumer_module.messages_in_flight(app) == {p1: 1, p2: 1, p3: 2}
-    assert set(consumer_module.partition_progress(app, {p0: 20}, starts={})) == {p0}
+    assert stall_timer.messages_in_flight(app) == {p1: 1, p2: 1, p3: 2}
+    assert set(stall_timer.partition_progress(app, {p0: 20}, starts={})) == {p0}
 
 
 def test_partition_progress_counts_an_uncommitted_partition_from_its_first_offset(
@@ -246,7 +247,7 @@ def test_partition_progress_counts_an_uncommitted_partition_from_its_first_offse
     consumer._committed_offset.update({p1: 9})
     consumer.assignment = lambda: {p0, p1}  # type: ignore[method-assign]
 
-    progress = consumer_module.partition_progress(app, {p0: 49, p1: 49}, starts={p0: 3})
+    progress = stall_timer.partition_progress(app, {p0: 49, p1: 49}, starts={p0: 3})
     assert progress[p0] == PartitionProgress(committed=3, end=49, in_flight=0)
     assert progress[p1] == PartitionProgress(committed=9, end=49, in_flight=0)
     guard: StallGuard[TP] = StallGuard(after_s=1.0)
