@@ -21,7 +21,6 @@ import orjson
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
-from streams.domain.limits import encode_json
 from streams.domain.validation import Violation
 from streams.kafka.partitioner import partition_for
 from streams.runtime.failfast import or_exit
@@ -127,8 +126,9 @@ class KeyedState:
 class DeadLetterFactory:
     """Collects the dead letters of a batch, made where the event was read."""
 
-    def __init__(self, source: str, event_type: str, agent: str) -> None:
+    def __init__(self, source: str, event_type: str, agent: str, keep_bytes: int) -> None:
         self.source = source
+        self.keep_bytes = keep_bytes
         self.event_type = event_type
         self.agent = agent
         self.letters: list[DeadLetter] = []
@@ -154,13 +154,10 @@ class DeadLetterFactory:
 
     def failed(self, exc: Exception, original: Any) -> None:
         """Dead-letter the event being applied, whose processing raised `exc`."""
-        body = original if isinstance(original, bytes) else encode_json(original)
-        self.letters.append(
-            processing_error(
-                self.agent, exc, self.where, body, batch_index=self.index,
-                event_type=self.event_type,
-            )
-        )
+        self.letters.append(processing_error(
+            self.agent, exc, self.where, original, self.keep_bytes, batch_index=self.index,
+            event_type=self.event_type,
+        ))
 
 
 EventHandler = Callable[[KeyedState, dict[str, Any], DeadLetterFactory], None]
@@ -176,7 +173,9 @@ def apply_batch(
     not applied before; answer the batch's dead letters and, per partition, the last
     offset applied. An event (or message) whose processing raises is dead-lettered
     as a `processing_error` and the batch goes on; its staged writes are dropped."""
-    letters = DeadLetterFactory(state.source, event_type, state.table.name)
+    letters = DeadLetterFactory(
+        state.source, event_type, state.table.name, state.settings.dead_letter_keep_bytes
+    )
     offsets: dict[int, int] = {}
     for message in messages:
         partition = message.partition

@@ -31,7 +31,6 @@ from streams.config.channels import CHANNELS, Channel
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
-from streams.domain.limits import encode_json
 from streams.durable.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
 from streams.runtime.failfast import or_exit
 from streams.web.prometheus import Histogram
@@ -140,7 +139,10 @@ class ChannelSink:
         try:
             doc = orjson.loads(value) if value else None
         except orjson.JSONDecodeError as exc:
-            letters.append(self._failed(exc, where, value or b"", None))
+            letters.append(processing_error(
+                self.agent, exc, where, value or b"", self.keep_bytes,
+                batch_index=None, event_type=self.channel.event_type,
+            ))
             return
         records = doc if isinstance(doc, list) else [doc]
         record_id = self.channel.record_id
@@ -154,24 +156,16 @@ class ChannelSink:
             except Exception as exc:  # this record is refused, the worker goes on
                 if is_infrastructure(exc):
                     raise
-                letters.append(self._failed(exc, where, record, batch_index))
+                letters.append(processing_error(
+                self.agent, exc, where, record, self.keep_bytes,
+                batch_index=batch_index, event_type=self.channel.event_type,
+            ))
                 continue
             if rid in seen or rid in fresh:
                 self.duplicates += 1
                 continue
             fresh.add(rid)
             lines.append((where.offset, line))
-
-    def _failed(
-        self, exc: Exception, where: Inbound, original: Any, batch_index: int | None
-    ) -> DeadLetter:
-        body = original if isinstance(original, bytes) else encode_json(original)
-        letter = processing_error(
-            self.agent, exc, where, body[: self.keep_bytes], batch_index=batch_index,
-            event_type=self.channel.event_type,
-        )
-        letter.original_size = len(body)
-        return letter
 
     async def open_all(self, partitions: Iterable[int]) -> None:
         """Open the files of `partitions`, recovering them to their checkpoints. Runs

@@ -25,7 +25,6 @@ import orjson
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
-from streams.domain.limits import encode_json
 from streams.domain.tiering import Thresholds, make_sample
 from streams.domain.validation import default_registry
 from streams.durable.tails import written_since
@@ -117,7 +116,10 @@ class TrainingProcessor:
             try:
                 value = orjson.loads(message.value) if message.value else None
             except orjson.JSONDecodeError as exc:
-                letters.append(self._failed(exc, where, message.value or b"", None))
+                letters.append(processing_error(
+                AGENT, exc, where, message.value or b"", self.settings.dead_letter_keep_bytes,
+                batch_index=None, event_type="comparison_result",
+            ))
                 continue
             docs = value if isinstance(value, list) else [value]
             stamp = message.timestamp if message.timestamp and message.timestamp > 0 else 0
@@ -128,7 +130,10 @@ class TrainingProcessor:
                 except Exception as exc:  # this comparison is refused, the worker goes on
                     if is_infrastructure(exc):
                         raise
-                    letters.append(self._failed(exc, where, comparison, batch_index))
+                    letters.append(processing_error(
+                AGENT, exc, where, comparison, self.settings.dead_letter_keep_bytes,
+                batch_index=batch_index, event_type="comparison_result",
+            ))
         if ledger["last"] == first:
             return  # every message was decided before: nothing to write
         await self._emit(partition, ledger, samples, letters)
@@ -192,15 +197,6 @@ class TrainingProcessor:
             return
         decided[key] = str(decision.sample["tier"]).encode()
         samples.append(decision.sample)
-
-    def _failed(
-        self, exc: Exception, where: Inbound, original: Any, batch_index: int | None
-    ) -> DeadLetter:
-        body = original if isinstance(original, bytes) else encode_json(original)
-        return processing_error(
-            AGENT, exc, where, body[: self.settings.dead_letter_keep_bytes],
-            batch_index=batch_index, event_type="comparison_result",
-        )
 
     async def _emit(
         self,

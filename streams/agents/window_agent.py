@@ -42,7 +42,6 @@ from streams.domain.dead_letters import (
     is_infrastructure,
     processing_error,
 )
-from streams.domain.limits import encode_json
 from streams.domain.windows import (
     EXECUTIONS,
     REQUESTS,
@@ -396,17 +395,10 @@ class WindowProcessor:
                 )
             )
         for (offset, index), doc, exc in outcome.failed:
-            original = doc if isinstance(doc, bytes) else encode_json(doc)
-            letter = processing_error(
-                AGENT,
-                exc,
-                Inbound(source, partition, offset, None),
-                original[:keep],
-                batch_index=None if index < 0 else index,
-                event_type=event_type,
-            )
-            letter.original_size = len(original)
-            letters.append(letter)
+            letters.append(processing_error(
+                AGENT, exc, Inbound(source, partition, offset, None), doc, keep,
+                batch_index=None if index < 0 else index, event_type=event_type,
+            ))
         return letters
 
     @property

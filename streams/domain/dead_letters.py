@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.domain.limits import encode_json
 from streams.domain.validation import Violation
 
 # Reasons (schemas/v1/dead_letter.json lists them all).
@@ -126,20 +127,26 @@ def processing_error(
     agent: str | None,
     exc: BaseException,
     source: Inbound,
-    original: bytes,
+    original: Any,
+    keep_bytes: int,
     batch_index: int | None = None,
     event_type: str | None = None,
 ) -> DeadLetter:
     """The dead letter of an event whose processing raised `exc` in `agent`: the
-    event is refused, the worker goes on (see docs/design.md, "Failure policy")."""
+    event is refused, the worker goes on (see docs/design.md, "Failure policy").
+
+    `original` is the message's bytes, or the decoded event (encoded here, however
+    deep it nests); the first `keep_bytes` are kept, with the full size."""
+    body = original if isinstance(original, bytes) else encode_json(original)
     what = _printable(f"{type(exc).__name__}: {exc}")[:ERROR_TEXT_CHARS]
     return DeadLetter(
         PROCESSING_ERROR,
         f"{agent or ROUTER} could not process this event: {what}",
         source,
-        original,
+        body[:keep_bytes],
         batch_index=batch_index,
         event_type=event_type,
+        original_size=len(body),
         agent=agent,
         exception=type(exc).__name__,
     )

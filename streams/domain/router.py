@@ -142,11 +142,9 @@ class Router:
         except Exception as exc:
             if is_infrastructure(exc):
                 raise
-            value = msg.value or b""
-            out = Routing()
-            letter = processing_error(None, exc, msg, value[: self.dead_letter_keep_bytes])
-            letter.original_size = len(value)
-            out.dead_letters.append(letter)
+            out = Routing(dead_letters=[
+                processing_error(None, exc, msg, msg.value or b"", self.dead_letter_keep_bytes)
+            ])
         return out
 
     def _route_message(self, msg: Inbound, now: float, out: Routing) -> None:
@@ -238,12 +236,10 @@ class Router:
             if is_infrastructure(exc):
                 raise
             del out.events[routed:], out.dead_letters[refused:]
-            original = raw if raw is not None else encode_json(doc)
-            out.dead_letters.append(
-                processing_error(
-                    None, exc, msg, original[: self.dead_letter_keep_bytes], batch_index=index
-                )
-            )
+            out.dead_letters.append(processing_error(
+                None, exc, msg, doc if raw is None else raw, self.dead_letter_keep_bytes,
+                batch_index=index,
+            ))
 
     def _route_event(
         self,

@@ -315,10 +315,9 @@ class PartitionWindows:
     def advance_idle(self, now_wall: float, out: Outcome) -> None:
         """Let an idle partition's watermark follow the wall clock (only one that has
         had events: see the module docstring)."""
-        clock = self.clock
-        if clock.max_event_time == -math.inf:
+        if not self.has_events:
             return
-        if now_wall - clock.last_event_wall >= self.config.idle_timeout_s:
+        if now_wall - self.clock.last_event_wall >= self.config.idle_timeout_s:
             self._advance(now_wall - self.config.allowed_lateness_s, out)
 
     @property

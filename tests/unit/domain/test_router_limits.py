@@ -331,3 +331,15 @@ def test_memory_errors_are_not_input_errors() -> None:
 def test_dead_letter_records_of_new_reasons_validate() -> None:
     out = route(batch_around(nested_json(300)))
     check_dead_letter(out.dead_letters[0])
+
+
+def test_a_processing_error_keeps_its_event_within_the_keep_limit() -> None:
+    from streams.domain.dead_letters import processing_error
+
+    where = Inbound(NAMES.ingest, 0, 9, None)
+    deep = nested(400)  # deeper than orjson encodes: still kept
+    letter = processing_error("windows", ValueError("x"), where, deep, keep_bytes=50)
+    assert len(letter.original) == 50 and letter.original_size == 2 * 400 + 1
+    assert letter.to_record(NOW)["original_truncated"] is True
+    whole = processing_error("windows", ValueError("x"), where, b"abc", keep_bytes=50)
+    assert whole.original == b"abc" and whole.original_size == 3
