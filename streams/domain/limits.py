@@ -2,14 +2,14 @@
 
 Pure functions, no Faust and no I/O. Everything that recurses into a document
 (orjson's encoder stops at 255 levels, jsonschema's explanations and Python's
-`repr` at the interpreter's recursion limit) runs only on documents that passed
-`depth_exceeds`, and the checks themselves never recurse: a document nested a
-thousand levels deep is measured with a loop, not a call per level.
+`repr` at the interpreter's recursion limit) runs only on events that passed
+`json_depth_exceeds`, and nothing here recurses: an event nested a thousand levels
+deep is encoded (`encode_json`) and measured with loops, not a call per level.
 
-The cheap path matters: every message of the router passes through here. A JSON
-message's depth is measured on its bytes with a handful of C-speed passes
-(`json_depth_exceeds`), and the per-document walk only runs when that says the
-message as a whole is too deep.
+The cheap path matters: every event of the router passes through here. Its depth is
+measured on its JSON bytes (the message's own, or its encoding when it came in a
+batch or from Avro): a count of brackets, and only when that is over the limit a
+handful of C-speed passes.
 """
 
 from __future__ import annotations
@@ -49,24 +49,6 @@ def json_depth_exceeds(raw: bytes, limit: int) -> bool:
         # One pass of re.sub removes exactly the pairs that are innermost now.
         structure = _INNERMOST_PAIR.sub(b"", structure)
     return bool(structure)
-
-
-def depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether the decoded document `value` nests deeper than `limit` levels (a
-    scalar is 0 levels deep, `{}` and `[]` one). Iterative, stops at the first
-    container past the limit."""
-    if not isinstance(value, dict | list):
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-    return False
 
 
 def non_finite_path(value: Any) -> str | None:
