@@ -171,7 +171,7 @@ class RouterProcessor:
                     if ledger.needs(offset, where):
                         letters.append((where, letter))
             for out in pack(routed, names.typed, self.partitions, self.settings.output_batch_bytes):
-                headers = [source_header(*source, out.source_offset)]
+                headers = [source_header(*source, out.source_position[0])]
                 future = await producer.send(
                     out.topic, out.key, out.value, out.partition, None, headers
                 )

@@ -94,6 +94,7 @@ class RoutedEvent:
     doc: dict[str, Any]
     offset: int = -1  # offset of the message it came in
     body: bytes | None = None  # `doc` as JSON when already encoded
+    index: int = -1  # index in the message's batch (-1: the message is the event)
 
 
 @dataclass(slots=True)
@@ -359,7 +360,9 @@ class Router:
             )
             return
         key = doc[EVENT_ROUTES[event_type].key_field]
-        out.events.append(RoutedEvent(event_type, key, doc, msg.offset, body))
+        out.events.append(
+            RoutedEvent(event_type, key, doc, msg.offset, body, -1 if index is None else index)
+        )
 
     def _violation(self, event_type: str, doc: dict[str, Any], binary: bool) -> Violation | None:
         """The schema's verdict; a binary wire can also carry NaN and infinities,

@@ -28,7 +28,8 @@ class Outgoing:
     key: bytes | None
     value: bytes
     count: int
-    source_offset: int = -1  # highest offset of the messages its events came in
+    # Highest source position (offset, index in its message) of the events it holds.
+    source_position: tuple[int, int] = (-1, -1)
 
 
 def pack(
@@ -42,16 +43,16 @@ def pack(
 
     `typed_topics` maps event type to topic, `partitions` topic to partition count.
     """
-    groups: dict[tuple[str, int], list[tuple[bytes, bytes, int]]] = {}
+    groups: dict[tuple[str, int], list[tuple[bytes, bytes, tuple[int, int]]]] = {}
     for event in events:
         key = event.key.encode("utf-8")
         topic = typed_topics[event.event_type]
         where = (topic, partition_for(key, partitions[topic]))
         body = event.body if event.body is not None else orjson.dumps(event.doc)
-        groups.setdefault(where, []).append((key, body, event.offset))
+        groups.setdefault(where, []).append((key, body, (event.offset, event.index)))
     out: list[Outgoing] = []
     for (topic, partition), items in groups.items():
-        chunk: list[tuple[bytes, bytes, int]] = []
+        chunk: list[tuple[bytes, bytes, tuple[int, int]]] = []
         size = 1  # the array's length: "[" and "]", and a comma before all but the first
         for item in items:
             body = item[1]
@@ -64,8 +65,10 @@ def pack(
     return out
 
 
-def _message(topic: str, partition: int, chunk: list[tuple[bytes, bytes, int]]) -> Outgoing:
-    top = max(offset for _, _, offset in chunk)
+def _message(
+    topic: str, partition: int, chunk: list[tuple[bytes, bytes, tuple[int, int]]]
+) -> Outgoing:
+    top = max(position for _, _, position in chunk)
     if len(chunk) == 1:
         key, body, _ = chunk[0]
         return Outgoing(topic, partition, key, body, 1, top)
