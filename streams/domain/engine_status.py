@@ -169,9 +169,7 @@ class EngineStatus:
         """Inverse of :meth:`to_json`; ``ValueError`` naming the problem on a bad record."""
         doc = fields.mapping(record, "engine status record")
         what = "engine status"
-        missing = [key for key in _JSON_KEYS if key not in doc]
-        if missing:
-            raise ValueError(f"engine status record is missing {', '.join(missing)}")
+        fields.all_present(doc, _JSON_KEYS, "engine status record")
         state = doc["state"]
         if state not in {member.value for member in EngineState}:
             allowed = ", ".join(member.value for member in EngineState)

@@ -4,12 +4,14 @@ names the document, the field and the value (the state folds' input checks)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, cast
 
 __all__ = [
+    "all_present",
     "count",
     "mapping",
+    "no_unknown",
     "non_negative",
     "optional_count",
     "optional_string",
@@ -31,6 +33,22 @@ def required(doc: Mapping[str, Any], key: str, what: str) -> Any:
     if key not in doc:
         raise ValueError(f"{what} is missing {key!r}")
     return doc[key]
+
+
+def all_present(doc: Mapping[str, Any], keys: Iterable[str], what: str) -> None:
+    """Every one of `keys` is in `doc` (a stored record's check before it is read);
+    the error names all the missing keys at once, in the order of `keys`."""
+    missing = [key for key in keys if key not in doc]
+    if missing:
+        raise ValueError(f"{what} is missing {', '.join(missing)}")
+
+
+def no_unknown(doc: Mapping[str, Any], keys: Container[str], what: str) -> None:
+    """No key of `doc` is outside `keys`: a strict record refuses a stray field rather
+    than drop it silently; the error names them all, sorted."""
+    unknown = sorted(str(key) for key in doc if key not in keys)
+    if unknown:
+        raise ValueError(f"{what} has unknown field(s) {', '.join(unknown)}")
 
 
 def string(doc: Mapping[str, Any], key: str, what: str) -> str:

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from streams.domain import fields
+
 __all__ = [
     "LEGAL",
     "TERMINAL",
@@ -270,12 +272,8 @@ class Job:
         """
         if not isinstance(record, Mapping):
             raise ValueError(f"job record must be a JSON object, got {type(record).__name__}")
-        missing = [key for key in _JSON_KEYS if key not in record]
-        if missing:
-            raise ValueError(f"job record is missing {', '.join(missing)}")
-        unknown = sorted(set(record) - set(_JSON_KEYS) - _DERIVED_KEYS)
-        if unknown:
-            raise ValueError(f"job record has unknown field(s) {', '.join(map(str, unknown))}")
+        fields.all_present(record, _JSON_KEYS, "job record")
+        fields.no_unknown(record, _DERIVED_KEYS.union(_JSON_KEYS), "job record")
         for key in ("id", "kind", "target", "status", "spec"):
             if not isinstance(record[key], str):
                 raise ValueError(f"job {key} must be a string, got {record[key]!r}")

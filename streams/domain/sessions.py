@@ -420,12 +420,8 @@ class Session:
         """Inverse of :meth:`to_json`; ``ValueError`` naming the problem on a bad record."""
         doc = fields.mapping(record, "session record")
         what = "session"
-        missing = [key for key in _SESSION_KEYS if key not in doc]
-        if missing:
-            raise ValueError(f"session record is missing {', '.join(missing)}")
-        unknown = sorted(str(key) for key in doc if key not in _SESSION_KEYS)
-        if unknown:
-            raise ValueError(f"session record has unknown field(s) {', '.join(unknown)}")
+        fields.all_present(doc, _SESSION_KEYS, "session record")
+        fields.no_unknown(doc, _SESSION_KEYS, "session record")
         ended_by = doc.get("ended_by")
         if ended_by not in (None, "event", "idle_timeout"):
             raise ValueError(

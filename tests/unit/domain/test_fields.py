@@ -53,3 +53,15 @@ def test_numbers_must_be_finite_and_not_negative(value: float) -> None:
 def test_mapping_rejects_other_json() -> None:
     with pytest.raises(ValueError, match="doc must be a JSON object, got list"):
         fields.mapping([], "doc")
+
+
+def test_all_present_names_every_missing_key_in_order() -> None:
+    fields.all_present(DOC, ("s", "null"), "doc")
+    with pytest.raises(ValueError, match=r"^doc record is missing b, a$"):
+        fields.all_present(DOC, ("s", "b", "a"), "doc record")
+
+
+def test_no_unknown_names_every_stray_key_sorted() -> None:
+    fields.no_unknown(DOC, set(DOC) | {"more"}, "doc")
+    with pytest.raises(ValueError, match=r"^doc record has unknown field\(s\) flag, t$"):
+        fields.no_unknown(DOC, {"s", "n", "f", "null"}, "doc record")
