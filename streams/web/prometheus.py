@@ -257,26 +257,33 @@ def window_families(processor: Any, now: float) -> list[MetricFamily]:
     `processor` is a streams.agents.window_agent.WindowProcessor (anything with
     ``emitted``, ``late_events``, ``too_late``, ``events_in``, ``partitions`` and
     ``topic_of_kind``)."""
-    emitted = MetricFamily(
-        PREFIX + "window_records_emitted_total",
-        "counter",
-        "Window records (finals and late revisions) emitted to engine.metrics.windows.",
-    ).add(int(processor.emitted))
-    late = MetricFamily(
-        PREFIX + "late_events_total",
-        "counter",
-        "Late revisions emitted: events that arrived for a window already final.",
-    ).add(int(processor.late_events))
-    too_late = MetricFamily(
-        PREFIX + "too_late_events_total",
-        "counter",
-        "Events older than the window retention, dead-lettered as too_late.",
-    ).add(int(processor.too_late))
-    events_in = MetricFamily(
-        PREFIX + "window_events_in_total",
-        "counter",
-        "Events the window agent applied (executions and served requests).",
-    ).add(int(getattr(processor, "events_in", 0)))
+    # (name, help, count): one unlabelled sample each.
+    totals: list[tuple[str, str, Any]] = [
+        (
+            "window_records_emitted_total",
+            "Window records (finals and late revisions) emitted to engine.metrics.windows.",
+            processor.emitted,
+        ),
+        (
+            "late_events_total",
+            "Late revisions emitted: events that arrived for a window already final.",
+            processor.late_events,
+        ),
+        (
+            "too_late_events_total",
+            "Events older than the window retention, dead-lettered as too_late.",
+            processor.too_late,
+        ),
+        (
+            "window_events_in_total",
+            "Events the window agent applied (executions and served requests).",
+            getattr(processor, "events_in", 0),
+        ),
+    ]
+    families = [
+        MetricFamily(PREFIX + name, "counter", help).add(int(value))
+        for name, help, value in totals
+    ]
     lag = MetricFamily(
         PREFIX + "watermark_lag_seconds",
         "gauge",
@@ -288,7 +295,7 @@ def window_families(processor: Any, now: float) -> list[MetricFamily]:
         watermark = windows.clock.watermark
         if math.isfinite(watermark):  # -inf: no event yet, no watermark to lag behind
             lag.add(now - watermark, topic=topic_of_kind.get(kind, kind), partition=str(partition))
-    return [emitted, late, too_late, events_in, lag]
+    return [*families, lag]
 
 
 def sink_families(sinks: Iterable[Any]) -> list[MetricFamily]:
