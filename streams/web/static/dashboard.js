@@ -303,6 +303,22 @@
     return { min: 0, max: Math.ceil((high > 0 ? high : 1) / step) * step, step: step };
   }
 
+  // The <svg> of every chart: data-chart names it for the integration test (see the
+  // header), then the chart's own data-* attributes; attributes keep this order.
+  function chartRoot(chart, width, height, label, data) {
+    var attrs = {
+      class: "chart",
+      viewBox: "0 0 " + width + " " + height,
+      role: "img",
+      "data-chart": chart
+    };
+    Object.keys(data).forEach(function (key) {
+      attrs[key] = data[key];
+    });
+    attrs["aria-label"] = label;
+    return svg("svg", attrs);
+  }
+
   // A line chart of window series. spec: {chart, engine, query, windows, series,
   // kind: "ms" | "rate", width, height}.
   function lineChart(spec) {
@@ -312,17 +328,12 @@
     var plotW = W - m.left - m.right;
     var plotH = H - m.top - m.bottom;
     var size = spec.query.size;
-    var root = svg("svg", {
-      class: "chart",
-      viewBox: "0 0 " + W + " " + H,
-      role: "img",
-      "data-chart": spec.chart,
+    var root = chartRoot(spec.chart, W, H, spec.chart + " of " + spec.engine, {
       "data-engine": spec.engine,
       "data-size": size,
       "data-from": spec.query.from,
       "data-to": spec.query.to,
-      "data-points": 0,
-      "aria-label": spec.chart + " of " + spec.engine
+      "data-points": 0
     });
 
     var windows = spec.windows.filter(function (w) {
@@ -452,14 +463,7 @@
     var valueW = 48;
     var items = spec.items;
     var H = Math.max(1, items.length) * row + 8;
-    var root = svg("svg", {
-      class: "chart",
-      viewBox: "0 0 " + W + " " + H,
-      role: "img",
-      "data-chart": spec.chart,
-      "data-bars": items.length,
-      "aria-label": spec.chart
-    });
+    var root = chartRoot(spec.chart, W, H, spec.chart, { "data-bars": items.length });
     if (items.length === 0) {
       root.appendChild(svg("text", { class: "empty-text", x: 4, y: 18, text: spec.emptyText || "none" }));
       return root;
