@@ -121,33 +121,14 @@ def topics_describe() -> None:
 @click.option("--bad-every", type=click.IntRange(min=0), default=50, show_default=True,
               help="Send one malformed message every N messages (0: never).")
 @click.option("--seed", type=int, default=7, show_default=True)
-def fleet(
-    engines: int,
-    rate: float,
-    duration: float | None,
-    count: int | None,
-    batch: int,
-    error_rate: float,
-    bad_every: int,
-    seed: int,
-) -> None:
+def fleet(**options: Any) -> None:
     """Publish a synthetic engine fleet's events to engine.ingest."""
     from streams.kafka.fleet_publisher import publish_fleet
 
+    # Each option is named as publish_fleet's keyword of the same meaning, which types
+    # them; passing them on whole keeps one list of them, not two to keep in step.
     settings = _settings()
-    sent = _run(
-        lambda: publish_fleet(
-            settings,
-            engines=engines,
-            rate=rate,
-            duration=duration,
-            count=count,
-            batch=batch,
-            error_rate=error_rate,
-            bad_every=bad_every,
-            seed=seed,
-        )
-    )
+    sent = _run(lambda: publish_fleet(settings, **options))
     click.echo(f"sent {sent.events} events in {sent.messages} messages "
                f"({sent.bad} malformed messages)")
 

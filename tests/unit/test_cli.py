@@ -4,6 +4,7 @@ parts of replay and export."""
 from __future__ import annotations
 
 import csv
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from streams.cli import fleet
 from streams.domain.windows import latest_revisions
 from streams.kafka.export import COLUMNS, write_csv, write_parquet
+from streams.kafka.fleet_publisher import publish_fleet
 from streams.kafka.replay import parse_lines
 
 COMMANDS = [
@@ -36,6 +39,16 @@ def test_help_everywhere(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage: enginestream" in result.stdout
+
+
+def test_fleet_options_are_publish_fleets_keywords() -> None:
+    # `fleet` passes its options on as keywords: a name out of step would fail at run time.
+    keywords = {
+        name
+        for name, parameter in inspect.signature(publish_fleet).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert {param.name for param in fleet.params} == keywords
 
 
 @pytest.mark.parametrize(
