@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,7 +171,8 @@ class Router:
                 return
             default_type = fixed_type or avro_type or default_type
             for index, doc in enumerate(docs):
-                self._guarded(msg, doc, index, default_type, None, now, out, binary=True)
+                with self._refused_alone(msg, doc, index, out):
+                    self._route_event(msg, doc, index, default_type, None, now, out, binary=True)
             if not docs:
                 out.dead_letters.append(
                     DeadLetter(NOT_AN_OBJECT, "empty Avro container: no event", msg, value)
@@ -188,10 +190,12 @@ class Router:
             out.dead_letters.append(DeadLetter(MALFORMED_JSON, reason, msg, value))
             return
         if isinstance(parsed, dict):
-            self._guarded(msg, parsed, None, default_type, value, now, out)
+            with self._refused_alone(msg, value, None, out):
+                self._route_event(msg, parsed, None, default_type, value, now, out)
         elif isinstance(parsed, list) and parsed:
             for index, doc in enumerate(parsed):
-                self._guarded(msg, doc, index, default_type, None, now, out)
+                with self._refused_alone(msg, doc, index, out):
+                    self._route_event(msg, doc, index, default_type, None, now, out)
         else:
             what = "an empty batch" if isinstance(parsed, list) else type(parsed).__name__
             out.dead_letters.append(
@@ -218,28 +222,22 @@ class Router:
             original_size=len(value),
         )
 
-    def _guarded(
-        self,
-        msg: Inbound,
-        doc: Any,
-        index: int | None,
-        default_type: str | None,
-        raw: bytes | None,
-        now: float,
-        out: Routing,
-        binary: bool = False,
-    ) -> None:
-        """Route one event; an error while doing so refuses that event alone."""
+    @contextmanager
+    def _refused_alone(
+        self, msg: Inbound, original: Any, index: int | None, out: Routing
+    ) -> Iterator[None]:
+        """Around routing one event: an error while doing so refuses that event alone,
+        as a processing_error holding `original` (its raw bytes, else its document),
+        and takes back what it had already added to `out`."""
         routed, refused = len(out.events), len(out.dead_letters)
         try:
-            self._route_event(msg, doc, index, default_type, raw, now, out, binary)
+            yield
         except Exception as exc:
             if is_infrastructure(exc):
                 raise
             del out.events[routed:], out.dead_letters[refused:]
             out.dead_letters.append(processing_error(
-                None, exc, msg, doc if raw is None else raw, self.dead_letter_keep_bytes,
-                batch_index=index,
+                None, exc, msg, original, self.dead_letter_keep_bytes, batch_index=index,
             ))
 
     def _route_event(
@@ -251,7 +249,7 @@ class Router:
         raw: bytes | None,
         now: float,
         out: Routing,
-        binary: bool,
+        binary: bool = False,
     ) -> None:
         # A batch member's original is its own JSON, event_type included; encoded
         # once, here, and reused as the routed body when nothing is taken out of it.
