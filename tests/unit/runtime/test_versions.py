@@ -8,7 +8,12 @@ from importlib import metadata
 
 import pytest
 
-from streams.runtime.versions import SUPPORTED, UnsupportedRuntime, check_versions
+from streams.runtime.versions import (
+    SUPPORTED,
+    UnsupportedRuntime,
+    check_internals,
+    check_versions,
+)
 
 
 def test_the_installed_versions_are_the_supported_ones() -> None:
@@ -51,3 +56,14 @@ def test_the_worker_command_says_it_in_one_line_and_exits_1() -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "found aiokafka 9.9.9" in lines[0], result.stderr
+
+
+def test_a_missing_internal_is_refused_with_what_to_install() -> None:
+    class Faust:
+        _read_offset: dict[str, int] = {}
+
+    with pytest.raises(UnsupportedRuntime) as refused:
+        check_internals(Faust(), ["_read_offset", "_gap", "_read_offset.x"], "faust's Consumer")
+    message = str(refused.value)
+    assert "faust's Consumer has no _gap, _read_offset.x:" in message
+    assert "pip install 'faust-streaming==0.15.3' 'aiokafka==0.14.0'" in message
