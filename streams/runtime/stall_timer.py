@@ -1,7 +1,12 @@
 """The worker's timer that feeds the stall guard (streams.runtime.stall_guard): which
 input partitions are behind their end with nothing in flight, read from the worker's
 consumer (streams.runtime.consumer) and its agents' queues, and the reread of those
-the guard calls stalled.
+the guard calls stalled (a seek of the consumer: made by its fetch loop, see
+streams.runtime.seeks).
+
+faust has no such guard. The timer reads faust internals of the consumer (PRIVATES),
+which the consumer checks with its own when it is created
+(streams.runtime.versions.check_internals).
 """
 
 from __future__ import annotations
@@ -9,16 +14,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.types import TP
 
 from streams.runtime.bulk import BulkBuffer
-from streams.runtime.consumer import FastDrainConsumer
 from streams.runtime.stall_guard import PartitionProgress, StallGuard
 
+if TYPE_CHECKING:
+    from streams.runtime.consumer import OrderedConsumer
+
 log = logging.getLogger(__name__)
+
+# faust's internals read here, from the worker's consumer: its committed offsets
+# (`_committed_offset`), acked offsets (`_acked`), which partitions are table changelogs
+# (`_is_changelog_tp`), and the conductor's channels (`app.topics._topics`); each
+# channel's queue is read through asyncio.Queue's `_queue` (the standard library's).
+PRIVATES: tuple[str, ...] = (
+    "_committed_offset", "_acked", "_is_changelog_tp", "app.topics._topics",
+)  # fmt: skip
 
 
 # How long a partition must stay behind its end with nothing in flight before it is
@@ -35,7 +50,7 @@ def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> 
 
     @app.timer(STALL_CHECK_S)
     async def _reread_stalled_partitions() -> None:
-        consumer = cast(FastDrainConsumer, app.consumer)
+        consumer = cast("OrderedConsumer", app.consumer)
         if (app.rebalancing or app.in_recovery or not app.flow_control.is_active()
                 or not consumer.flow_active):
             guard.reset()
@@ -82,7 +97,7 @@ def partition_progress(
     """The committed offset (from `starts`, its first offset, when nothing is committed
     yet), end offset and messages in flight (`messages_in_flight`) of each assigned
     input partition that `ends` has."""
-    consumer = cast(FastDrainConsumer, app.consumer)
+    consumer = cast("OrderedConsumer", app.consumer)
     if in_flight is None:
         in_flight = messages_in_flight(app)
     progress = {}
@@ -101,7 +116,7 @@ def partition_progress(
 def messages_in_flight(app: faust.App) -> dict[TP, int]:
     """Per input partition, its messages queued for an agent, being processed, or acked
     and not yet committed."""
-    consumer = cast(FastDrainConsumer, app.consumer)
+    consumer = cast("OrderedConsumer", app.consumer)
     in_flight: dict[TP, int] = {}
     for tp, offsets in consumer._acked.items():
         committed = consumer._committed_offset.get(tp)

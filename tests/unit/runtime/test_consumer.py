@@ -1,11 +1,12 @@
-"""streams.runtime.consumer without a broker: the fetch loop (direct delivery unless the flow
-is suspended, nothing else changed from faust's loop but in-order delivery), in-order
-delivery and rereads, the commit that stops at a missing offset, getmany's rereads,
-what the stall guard counts as in flight, and shared messages cleared at a
-rebalance."""
+"""streams.runtime.consumer (OrderedConsumer and its mixins) without a broker: the fetch
+loop (direct delivery unless the flow is suspended, nothing else changed from faust's
+loop but in-order delivery), in-order delivery and rereads, the commit that stops at a
+missing offset, getmany's rereads, what the stall guard counts as in flight, and shared
+messages cleared at a rebalance."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import difflib
 import inspect
@@ -19,15 +20,14 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.runtime import consumer as consumer_module
-from streams.runtime import stall_timer
-from streams.runtime.consumer import FastDrainConsumer
+from streams.runtime import delivery_order, stall_timer
+from streams.runtime.consumer import OrderedConsumer
 from streams.runtime.stall_guard import PartitionProgress, StallGuard
 from tests.unit.runtime.faust_app import TOPIC, bulk_consumer, message
 
 
-def test_install_makes_the_app_consume_with_the_fast_consumer(app: faust.App) -> None:
-    assert isinstance(app.consumer, FastDrainConsumer)
+def test_install_makes_the_app_consume_with_the_ordered_consumer(app: faust.App) -> None:
+    assert isinstance(app.consumer, OrderedConsumer)
 
 
 class _Fetcher:
@@ -79,7 +79,16 @@ def test_drain_uses_faust_wait_first_when_the_flow_is_suspended(app: faust.App) 
 
 
 def _code_lines(function: Any) -> list[str]:
+    """The code of `function`, line by line, without comments or its docstring."""
     source = textwrap.dedent(inspect.getsource(function))
+    body = ast.parse(source).body[0]
+    assert isinstance(body, ast.FunctionDef | ast.AsyncFunctionDef)
+    first = body.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        assert first.end_lineno is not None
+        skipped = source.splitlines()
+        del skipped[first.lineno - 1 : first.end_lineno]
+        source = "\n".join(skipped)
     lines = []
     for line in source.splitlines():
         line = re.sub(r"\s+#.*$", "", line).rstrip()
@@ -90,7 +99,7 @@ def _code_lines(function: Any) -> list[str]:
 
 def test_drain_loop_differs_from_faust_only_where_intended() -> None:
     """If faust's loop changes (an upgrade), this fails: re-derive the patch."""
-    ours = _code_lines(FastDrainConsumer._drain_messages)
+    ours = _code_lines(OrderedConsumer._drain_messages)
     theirs = _code_lines(FaustConsumer._drain_messages)
     changed = [
         line
@@ -109,7 +118,7 @@ def test_drain_loop_differs_from_faust_only_where_intended() -> None:
             "+await callback(message)",
             # a local for the check above
             "+suspended = self.suspend_flow.is_set",
-            # in-order delivery (see FastDrainConsumer._in_order and _delivered)
+            # in-order delivery (see InOrderDelivery._in_order and _delivered)
             "+if not await self._in_order(tp, message):",
             "+continue",
             "+epoch, clears = self._seek_epoch, self.clears",
@@ -120,7 +129,7 @@ def test_drain_loop_differs_from_faust_only_where_intended() -> None:
             "+if clears != self.clears:",
             "+self._undeliver(tp, message)",
             "+else:",
-            # seeks made between fetches (see FastDrainConsumer.seek)
+            # seeks made between fetches (see DeferredSeeks.seek)
             "+await self._apply_seeks()",
             # the same code, formatted differently
             "-ait = cast(AsyncIterator, getmany(timeout=1.0))",
@@ -143,7 +152,7 @@ def _getmany(
     active: set[TP] | None,
     on_yield: Any = None,
 ) -> tuple[list[tuple[TP, int]], dict[TP, int]]:
-    """Run FastDrainConsumer.getmany over `records` (offsets per partition): what it
+    """Run OrderedConsumer.getmany over `records` (offsets per partition): what it
     yielded, and where it sought back to."""
     consumer = app.consumer
     sought: dict[TP, int] = {}
@@ -574,5 +583,5 @@ def test_a_delivery_during_which_the_queues_were_cleared_is_taken_back(
     asyncio.get_event_loop().run_until_complete(
         consumer._drain_messages(fetcher)  # type: ignore[arg-type]
     )
-    assert [m.generation_id for m in sent] == [0, consumer_module.UNDELIVERED, 0]
+    assert [m.generation_id for m in sent] == [0, delivery_order.UNDELIVERED, 0]
     assert consumer._to_seek == {tp: 1}
