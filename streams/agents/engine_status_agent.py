@@ -28,8 +28,12 @@ def apply_lifecycle(state: KeyedState, event: dict[str, Any], letters: DeadLette
     state.put(engine_id, status.to_json())
 
 
-def register_engine_status(app: faust.App, settings: Settings, names: TopicNames) -> KeyedState:
+def register_engine_status(
+    app: faust.App, settings: Settings, names: TopicNames, partitions: dict[str, int]
+) -> KeyedState:
     """Add the engine status table and its agent."""
     state = KeyedState(app, settings, "engine-status", names.typed["engine_event"])
-    register_keyed_agent(app, settings, names, state, "engine_event", apply_lifecycle)
+    register_keyed_agent(
+        app, settings, names, state, "engine_event", apply_lifecycle, partitions
+    )
     return state

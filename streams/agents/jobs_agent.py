@@ -106,11 +106,15 @@ class JobRunner:
         return {"rows": len(rows), "files": paths, "target": job.target}
 
 
-def register_jobs(app: faust.App, settings: Settings, names: TopicNames) -> KeyedState:
+def register_jobs(
+    app: faust.App, settings: Settings, names: TopicNames, partitions: dict[str, int]
+) -> KeyedState:
     """Add the jobs table, its agent and the runner."""
     state = KeyedState(app, settings, "jobs", names.typed["ml_job_command"])
     runner = JobRunner(app, settings, names, state)
-    register_keyed_agent(app, settings, names, state, "ml_job_command", apply_job_command)
+    register_keyed_agent(
+        app, settings, names, state, "ml_job_command", apply_job_command, partitions
+    )
 
     @app.timer(RUNNER_CHECK_S)
     async def start_queued_jobs() -> None:

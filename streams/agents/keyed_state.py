@@ -2,10 +2,14 @@
 
 The three state agents (jobs, sessions, engine status) share this shape: a message
 of the source topic holds one event or a batch; each event updates the record of
-its entity; records are written once per key per batch; and each source partition's
-last applied offset is written after its records. Since all writes of a partition
-go to the same changelog partition in order, a saved offset means every record
-before it was saved too: a message delivered again after a crash is skipped whole.
+its entity; records are written once per key per batch.
+
+Exactly once by the protocol of streams.durable.exactly_once: dead letters name the
+position of their event and are acknowledged before the batch's records are written;
+each source partition's ledger is written after its records, on the same changelog
+partition. Every record remembers the position of the last event applied to it, so
+records saved without their ledger (a crash between the two) are not applied again
+when their events come back: the event is skipped (`AlreadyApplied`).
 """
 
 from __future__ import annotations
@@ -17,22 +21,55 @@ from typing import Any, cast
 
 import faust
 import orjson
+from faust.types import Message
 
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
 from streams.domain.validation import Violation
+from streams.durable.exactly_once import (
+    Destination,
+    Ledgers,
+    Outputs,
+    Position,
+    Source,
+    TableLedgers,
+    TableWriter,
+    is_bookkeeping,
+)
 from streams.kafka.partitioner import partition_for
+from streams.runtime.bulk import BulkConsumer
 from streams.runtime.failfast import or_exit
 
-OFFSET_PREFIX = b"\x00offset|"
 _UNSTAGED = object()  # nothing was staged for the key
+NEVER: Position = (-1, -1)  # the position of a record no event has touched yet
+
+
+class AlreadyApplied(Exception):
+    """The saved record of the entity already holds the event being applied."""
+
+
+def encode_record(position: Position, record: dict[str, Any]) -> bytes:
+    """A table value: the position of the last event applied, then the record."""
+    return b"[%d,%d," % position + orjson.dumps(record) + b"]"
+
+
+def decode_record(value: bytes) -> tuple[Position, dict[str, Any]]:
+    """Inverse of encode_record."""
+    offset, index, record = orjson.loads(value)
+    return (offset, index), dict(record)
 
 
 class KeyedState:
     """Records of one entity type, and the batch being applied to them."""
 
-    def __init__(self, app: faust.App, settings: Settings, name: str, source: str) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        name: str,
+        source: str,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.source = source
@@ -43,32 +80,62 @@ class KeyedState:
         # Keys and values are bytes already (ids and orjson); stored as they are.
         self.table.key_serializer = "raw"
         self.table.value_serializer = "raw"
+        self.writer = TableWriter(app, self.table)
+        self.ledgers: Ledgers  # set by attach_ledgers
+        self.dead_letter_partitions = settings.partitions
         self.lock = asyncio.Lock()
+        self.position: Position | None = None  # of the event being applied (None: a timer)
         self._staged: dict[int, dict[bytes, bytes | None]] = {}
         # (partition, key, what was staged before) of each put since `begin`.
         self._undo: list[tuple[int, bytes, object]] = []
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The current record of `key` (staged in this batch, else saved), or None."""
-        raw_key = key.encode()
+    def attach_ledgers(self, dead_letter_topic: str, dead_letter_partitions: int) -> Ledgers:
+        """The ledgers of this state's source partitions; its only outputs are dead letters."""
+        self.dead_letter_partitions = dead_letter_partitions
+        destinations: list[Destination] = [
+            (dead_letter_topic, p) for p in range(dead_letter_partitions)
+        ]
+        self.ledgers = Ledgers(
+            self.settings, self.table.name, TableLedgers(self.writer), lambda: destinations
+        )
+        return self.ledgers
+
+    def _saved(self, raw_key: bytes) -> tuple[Position, dict[str, Any]] | None:
         for staged in self._staged.values():
             if raw_key in staged:
                 value = staged[raw_key]
-                return None if value is None else dict(orjson.loads(value))
+                return None if value is None else decode_record(value)
         raw = self.table.data.get(raw_key)
-        return None if raw is None else dict(orjson.loads(raw))
+        return None if raw is None else decode_record(raw)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The current record of `key` (staged in this batch, else saved), or None.
+        Raises AlreadyApplied when the saved record already holds the current event."""
+        found = self._saved(key.encode())
+        if found is None:
+            return None
+        position, record = found
+        if self.position is not None and position >= self.position:
+            raise AlreadyApplied(key)
+        return record
 
     def put(self, key: str, record: dict[str, Any] | None) -> None:
         """Stage `record` for `key` (None deletes); written by `save`."""
         partition = self.partition_of(key)
-        value = None if record is None else orjson.dumps(record)
-        staged = self._staged.setdefault(partition, {})
         raw_key = key.encode()
+        position = self.position
+        if position is None:  # a timer's write: the record still holds the same events
+            found = self._saved(raw_key)
+            position = NEVER if found is None else found[0]
+        value = None if record is None else encode_record(position, record)
+        staged = self._staged.setdefault(partition, {})
         self._undo.append((partition, raw_key, staged.get(raw_key, _UNSTAGED)))
         staged[raw_key] = value
 
-    def begin(self) -> None:
-        """Start remembering what `put` replaces, so that `rollback` can undo it."""
+    def begin(self, position: Position | None = None) -> None:
+        """Start applying the event at `position`: remember what `put` replaces, so
+        that `rollback` can undo it."""
+        self.position = position
         self._undo = []
 
     def rollback(self) -> None:
@@ -85,28 +152,15 @@ class KeyedState:
         """The source (and changelog) partition of an entity id."""
         return partition_for(key.encode(), self.settings.partitions)
 
-    def applied_offset(self, partition: int) -> int:
-        """The last source offset of `partition` whose effects are saved (-1: none)."""
-        raw = self.table.data.get(OFFSET_PREFIX + str(partition).encode())
-        return -1 if raw is None else int(raw)
-
-    def save(self, offsets: dict[int, int]) -> None:
-        """Write the staged records, then each partition's applied offset."""
-        data = self.table.data
+    async def save(self) -> None:
+        """Write the staged records (the ledgers follow, see `apply_and_save`)."""
+        put = self.writer.put
         for partition, staged in self._staged.items():
             for key, value in staged.items():
-                if value is None:
-                    data.pop(key, None)
-                else:
-                    data[key] = value
-                self.table.send_changelog(partition, key, value)
+                await put(partition, key, value)
         self._staged.clear()
         self._undo = []
-        for partition, offset in offsets.items():
-            key = OFFSET_PREFIX + str(partition).encode()
-            value = str(offset).encode()
-            data[key] = value
-            self.table.send_changelog(partition, key, value)
+        self.position = None
 
     def records(self, owned_only: bool = True) -> list[dict[str, Any]]:
         """Every saved record (of this worker's partitions when `owned_only`)."""
@@ -115,11 +169,11 @@ class KeyedState:
         }
         found = []
         for key, value in list(self.table.data.items()):
-            if key.startswith(OFFSET_PREFIX) or value is None:
+            if is_bookkeeping(key) or value is None:
                 continue
             if owned_only and partition_for(key, self.settings.partitions) not in owned:
                 continue
-            found.append(dict(orjson.loads(value)))
+            found.append(decode_record(value)[1])
         return found
 
 
@@ -168,22 +222,26 @@ def apply_batch(
     event_type: str,
     handle: EventHandler,
     messages: list[Any],
-) -> tuple[DeadLetterFactory, dict[int, int]]:
+    ledgers: Ledgers,
+) -> tuple[DeadLetterFactory, set[Source]]:
     """Apply `handle` to every event of `messages` (each partition in offset order)
-    not applied before; answer the batch's dead letters and, per partition, the last
-    offset applied. An event (or message) whose processing raises is dead-lettered
-    as a `processing_error` and the batch goes on; its staged writes are dropped."""
+    not applied before; answer the batch's dead letters and its sources. An event (or
+    message) whose processing raises is dead-lettered as a `processing_error` and the
+    batch goes on; its staged writes are dropped."""
     letters = DeadLetterFactory(
         state.source, event_type, state.table.name, state.settings.dead_letter_keep_bytes
     )
-    offsets: dict[int, int] = {}
+    sources: set[Source] = set()
     for message in messages:
         partition = message.partition
-        if message.offset <= offsets.get(partition, state.applied_offset(partition)):
-            continue  # already saved before a restart
+        source = (state.source, partition)
+        sources.add(source)
+        ledger = ledgers[source]
+        if ledger.applied(message.offset):
+            continue  # saved before a restart
+        ledger.applied_through(message.offset)
         letters.where = Inbound(state.source, partition, message.offset, None)
         letters.index = None
-        offsets[partition] = message.offset
         try:
             value = orjson.loads(message.value) if message.value else None
         except orjson.JSONDecodeError as exc:
@@ -195,15 +253,40 @@ def apply_batch(
             if not isinstance(doc, dict):
                 letters.failed(TypeError(f"{type(doc).__name__} is not an event object"), doc)
                 continue
-            state.begin()
+            state.begin((message.offset, -1 if letters.index is None else letters.index))
             try:
                 handle(state, doc, letters)
+            except AlreadyApplied:
+                state.rollback()  # its record was saved before a crash, its ledger not
             except Exception as exc:  # this event is refused, the worker goes on
                 if is_infrastructure(exc):
                     raise
                 state.rollback()
                 letters.failed(exc, doc)
-    return letters, offsets
+    state.position = None
+    return letters, sources
+
+
+async def apply_and_save(
+    state: KeyedState,
+    event_type: str,
+    handle: EventHandler,
+    messages: list[Any],
+    dead_letter_topic: str,
+) -> None:
+    """One batch of the protocol: apply, send and acknowledge the dead letters, write
+    the records, then the ledgers."""
+    ledgers = state.ledgers
+    await ledgers.ensure((state.source, m.partition) for m in messages)
+    letters, sources = apply_batch(state, event_type, handle, messages, ledgers)
+    outputs = Outputs(state.app.producer, ledgers)
+    await outputs.dead_letters(
+        letters.letters, dead_letter_topic, state.dead_letter_partitions, time.time()
+    )
+    await outputs.acknowledged()
+    await state.save()
+    for source in sources:
+        await ledgers.save(source)
 
 
 def register_keyed_agent(
@@ -213,32 +296,34 @@ def register_keyed_agent(
     state: KeyedState,
     event_type: str,
     handle: EventHandler,
+    partitions: dict[str, int],
     after_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Add the agent that applies `handle` to every event of `state.source`."""
-    source = app.topic(
-        state.source, key_type=bytes, value_type=bytes, key_serializer="raw",
-        value_serializer="raw",
-    )
+    dead = names.dead_letter
+    state.attach_ledgers(dead, partitions[dead])
 
-    async def apply(events: list[faust.EventT]) -> None:
+    async def apply(messages: list[Message]) -> None:
         async with state.lock:
-            letters, offsets = apply_batch(
-                state, event_type, handle, [event.message for event in events]
-            )
-            now = time.time()
-            for letter in letters.letters:
-                await app.producer.send(
-                    names.dead_letter, letter.id.encode(),
-                    orjson.dumps(letter.to_record(now)), None, None, None,
-                )
-            state.save(offsets)
+            await apply_and_save(state, event_type, handle, messages, dead)
         if after_batch is not None:
             await after_batch()
 
-    @app.agent(source, name=f"{settings.app_id}.{state.table.name}")
-    async def keyed_agent(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.router_take, within=settings.router_take_within_s
-        ):
-            await or_exit(apply(events), f"applying {event_type} events")
+    async def process(messages: list[Message]) -> None:
+        await or_exit(apply(messages), f"applying {event_type} events")
+
+    BulkConsumer(
+        app,
+        [state.source],
+        process,
+        max_batch=settings.state_take,
+        within_s=settings.batch_within_s,
+        name=f"{settings.app_id}.{state.table.name}",
+    )
+
+    def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        state.ledgers.forget(
+            (tp.topic, tp.partition) for tp in revoked if tp.topic == state.source
+        )
+
+    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]

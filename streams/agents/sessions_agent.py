@@ -37,11 +37,17 @@ def apply_session_event(
 
 
 def register_sessions(
-    app: faust.App, settings: Settings, names: TopicNames, idle_timeout_s: float
+    app: faust.App,
+    settings: Settings,
+    names: TopicNames,
+    partitions: dict[str, int],
+    idle_timeout_s: float,
 ) -> KeyedState:
     """Add the sessions table, its agent, and the idle-session timer."""
     state = KeyedState(app, settings, "sessions", names.typed["session_event"])
-    register_keyed_agent(app, settings, names, state, "session_event", apply_session_event)
+    register_keyed_agent(
+        app, settings, names, state, "session_event", apply_session_event, partitions
+    )
     timeout_ms = int(idle_timeout_s * 1000)
 
     @app.timer(IDLE_CHECK_S)
@@ -59,6 +65,6 @@ def register_sessions(
                     continue
                 if session.idle_expire(now_ms, timeout_ms):
                     state.put(session.session_id, session.to_json())
-            state.save({})
+            await state.save()
 
     return state

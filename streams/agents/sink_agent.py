@@ -9,9 +9,12 @@ checkpoint skips whatever is delivered again. Records are also deduplicated by i
 opened, so the same event published twice is written once.
 
 A message that is not JSON, or a record that is not an object or has no id, is a
-`processing_error` dead letter of agent `sink.<channel>`; its dead letters are
-acknowledged by the broker before the batch's lines are written, so a crash in
-between sends them again (same ids) rather than never.
+`processing_error` dead letter of agent `sink.<channel>`. Exactly once by the protocol
+of streams.durable.exactly_once, with the partition's checkpoint as its ledger: dead
+letters are acknowledged by the broker before the batch's lines are written, and the
+checkpoint that commits the lines also records how far the dead-letter partitions are
+accounted for; after a crash in between, the takeover finds the dead letters already
+written and does not send them again.
 """
 
 from __future__ import annotations
@@ -20,18 +23,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
+from faust.types import Message
 
 from streams.config.channels import CHANNELS, Channel
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
+from streams.durable.exactly_once import (
+    Destination,
+    Ledgers,
+    Outputs,
+    Source,
+    SourceLedger,
+    Tails,
+)
 from streams.durable.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
+from streams.runtime.bulk import BulkConsumer
 from streams.runtime.failfast import or_exit
 from streams.web.prometheus import Histogram
 
@@ -39,7 +52,29 @@ log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 60.0
 
-SendDeadLetters = Callable[[list[DeadLetter]], Awaitable[None]]
+class FileLedgers:
+    """The sink's ledgers: the checkpoints of its open partition files."""
+
+    def __init__(self, files: dict[int, PartitionFile]) -> None:
+        self.files = files
+
+    def load(self, source: Source) -> SourceLedger | None:
+        """The ledger in the partition's checkpoint; None before it was started."""
+        checkpoint = self.files[source[1]].checkpoint
+        if checkpoint.out is None:
+            return None
+        return SourceLedger(checkpoint.offset, {(t, p): o for t, p, o in checkpoint.out})
+
+    def start(self, source: Source) -> SourceLedger:
+        """The files hold every line up to their checkpoint's offset already."""
+        return SourceLedger(self.files[source[1]].last_offset)
+
+    async def save(self, source: Source, ledger: SourceLedger) -> None:
+        """Commit the ledger's output offsets in the checkpoint (fsynced)."""
+        await asyncio.to_thread(self.files[source[1]].write, [], ledger.last, ledger.out)
+
+    async def durable(self) -> None:
+        """Every save is durable when it returns."""
 
 
 class ChannelSink:
@@ -47,21 +82,30 @@ class ChannelSink:
 
     def __init__(
         self,
+        app: Any,
+        settings: Settings,
         channel: Channel,
         config: ChannelConfig,
         directory: Path,
         topic: str,
-        send_dead_letters: SendDeadLetters,
-        keep_bytes: int = 65_536,
+        dead_letters: tuple[str, int],
+        tails: Callable[[], Tails] | None = None,
     ) -> None:
+        self.app = app
         self.channel = channel
         self.config = config
         self.directory = directory
         self.topic = topic
         self.agent = f"sink.{channel.name}"
-        self.send_dead_letters = send_dead_letters
-        self.keep_bytes = keep_bytes
+        self.dead_letter_topic, self.dead_letter_partitions = dead_letters
+        self.keep_bytes = settings.dead_letter_keep_bytes
+        destinations: list[Destination] = [
+            (self.dead_letter_topic, p) for p in range(self.dead_letter_partitions)
+        ]
         self.files: dict[int, PartitionFile] = {}
+        self.ledgers = Ledgers(
+            settings, self.agent, FileLedgers(self.files), lambda: destinations, tails
+        )
         self.seen: dict[int, set[Hashable]] = {}
         self.refused = 0
         self.lock = asyncio.Lock()
@@ -93,38 +137,46 @@ class ChannelSink:
         self.files[partition] = part
         return part
 
-    async def write(self, events: Iterable[faust.EventT]) -> None:
-        """Write the records of `events` (messages of this channel's topic)."""
-        by_partition: dict[int, list[tuple[int, Any]]] = {}
-        for event in events:
-            message = event.message
-            by_partition.setdefault(message.partition, []).append(
-                (message.offset, message.value)
-            )
+    async def write(self, messages: Iterable[Message]) -> None:
+        """Write the records of `messages` (of this channel's topic, each partition in
+        offset order): dead letters first, acknowledged, then the lines and the
+        checkpoint that is the partition's ledger."""
+        by_partition: dict[int, list[Message]] = {}
+        for message in messages:
+            by_partition.setdefault(message.partition, []).append(message)
         async with self.lock:
-            batches: list[tuple[int, PartitionFile, list[tuple[int, bytes]], set[Hashable]]] = []
+            for partition in by_partition:
+                await self._open(partition)
+            await self.ledgers.ensure((self.topic, p) for p in by_partition)
+            batches: list[tuple[PartitionFile, list[tuple[int, bytes]], set[Hashable], int]] = []
             letters: list[DeadLetter] = []
-            for partition, messages in by_partition.items():
-                part = await self._open(partition)
+            for partition, taken in by_partition.items():
+                ledger = self.ledgers[(self.topic, partition)]
                 seen = self.seen[partition]
                 fresh: set[Hashable] = set()
                 lines: list[tuple[int, bytes]] = []
-                for offset, value in sorted(messages, key=lambda m: m[0]):
-                    if offset <= part.last_offset:
+                for message in taken:
+                    if ledger.applied(message.offset):
                         continue
-                    where = Inbound(self.topic, partition, offset, None)
-                    self._lines(where, value, seen, fresh, lines, letters)
-                batches.append((partition, part, lines, fresh))
-            if letters:
-                self.refused += len(letters)
-                await self.send_dead_letters(letters)
-            for partition, part, lines, fresh in batches:
+                    where = Inbound(self.topic, partition, message.offset, None)
+                    self._lines(where, message.value, seen, fresh, lines, letters)
+                    ledger.applied_through(message.offset)
+                batches.append((self.files[partition], lines, fresh, ledger.last))
+            outputs = Outputs(self.app.producer, self.ledgers)
+            sent = await outputs.dead_letters(
+                letters, self.dead_letter_topic, self.dead_letter_partitions, time.time()
+            )
+            self.refused += len(sent)
+            await outputs.acknowledged()
+            for part, lines, fresh, through in batches:
+                ledger = self.ledgers[(self.topic, part.partition)]
+                started = time.perf_counter()
+                written = await asyncio.to_thread(part.write, lines, through, ledger.out)
                 if lines:
-                    started = time.perf_counter()
-                    self.lines_written += await asyncio.to_thread(part.write, lines)
                     self.flush_seconds.observe(time.perf_counter() - started)
-                    self.bytes_written += sum(len(line) + 1 for _, line in lines)
-                    self.seen[partition] |= fresh
+                self.lines_written += written
+                self.bytes_written += sum(len(line) + 1 for _, line in lines)
+                self.seen[part.partition] |= fresh
 
     def _lines(
         self,
@@ -182,11 +234,14 @@ class ChannelSink:
             for partition in list(self.files if partitions is None else partitions):
                 part = self.files.pop(partition, None)
                 self.seen.pop(partition, None)
+                self.ledgers.forget([(self.topic, partition)])
                 if part is not None:
                     part.close()
 
 
-def register_sinks(app: faust.App, settings: Settings, names: TopicNames) -> list[ChannelSink]:
+def register_sinks(
+    app: faust.App, settings: Settings, names: TopicNames, partitions: dict[str, int]
+) -> list[ChannelSink]:
     """Add a sink agent for every enabled channel."""
     directory = settings.data_dir / "jsonl"
     sinks = []
@@ -194,7 +249,7 @@ def register_sinks(app: faust.App, settings: Settings, names: TopicNames) -> lis
     for channel in CHANNELS:
         config = configs[channel.name]
         if config.enabled:
-            sinks.append(_register(app, settings, channel, config, directory, names))
+            sinks.append(_register(app, settings, channel, config, directory, names, partitions))
     return sinks
 
 
@@ -205,39 +260,25 @@ def _register(
     config: ChannelConfig,
     directory: Path,
     names: TopicNames,
+    partitions: dict[str, int],
 ) -> ChannelSink:
     topic_name = channel.topic(names)
-
-    async def send_dead_letters(letters: list[DeadLetter]) -> None:
-        # Acknowledged before the lines are written: see the module docstring.
-        now = time.time()
-        pending = [
-            await app.producer.send(
-                names.dead_letter, letter.id.encode(), orjson.dumps(letter.to_record(now)),
-                None, None, None,
-            )
-            for letter in letters
-        ]
-        await asyncio.gather(*pending)
-
+    dead = names.dead_letter
     sink = ChannelSink(
-        channel, config, directory, topic_name, send_dead_letters,
-        settings.dead_letter_keep_bytes,
-    )
-    topic = app.topic(
-        topic_name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        app, settings, channel, config, directory, topic_name, (dead, partitions[dead])
     )
 
-    @app.agent(topic, name=f"{settings.app_id}.sink.{channel.name}")
-    async def write_channel(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            config.buffer_size, within=config.auto_flush_seconds
-        ):
-            await or_exit(sink.write(events), f"writing {channel.name} files")
+    async def write(messages: list[Message]) -> None:
+        await or_exit(sink.write(messages), f"writing {channel.name} files")
+
+    BulkConsumer(
+        app,
+        [topic_name],
+        write,
+        max_batch=config.buffer_size,
+        within_s=config.auto_flush_seconds,
+        name=f"{settings.app_id}.sink.{channel.name}",
+    )
 
     async def release(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         await sink.close(tp.partition for tp in revoked if tp.topic == topic_name)

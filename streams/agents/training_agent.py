@@ -6,10 +6,10 @@ a changelog-backed table keyed by comparison id, on the comparison's partition, 
 comparison published twice or delivered again yields one sample. Samples are
 validated against their schema before they are written to engine.training-samples.
 
-Exactly once on the topic: like the window agent, the partition's ledger (a table key
-written last in each batch) remembers the last comparison offset decided and the next
-offset of every output partition accounted for; a partition rebuilt after a crash reads
-the samples written since, and does not write them again.
+Exactly once by the protocol of streams.durable.exactly_once: samples and dead letters
+name the position of their comparison, the partition's ledger is the last write of its
+batch, and a decision already in the table (saved without its ledger before a crash)
+is not made twice.
 """
 
 from __future__ import annotations
@@ -21,20 +21,29 @@ from typing import Any, cast
 
 import faust
 import orjson
+from faust.types import Message
 
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
 from streams.domain.tiering import Thresholds, make_sample
 from streams.domain.validation import default_registry
-from streams.durable.tails import written_since
+from streams.durable.exactly_once import (
+    Destination,
+    Ledgers,
+    Outputs,
+    Position,
+    TableLedgers,
+    TableWriter,
+    is_bookkeeping,
+)
 from streams.kafka.partitioner import partition_for
+from streams.runtime.bulk import BulkConsumer
 from streams.runtime.failfast import or_exit
 
 WINNER_NOT_CANDIDATE = "winner_not_candidate"
 BELOW_THRESHOLD = "below_threshold"
 SCHEMA_VIOLATION = "schema_violation"
-LEDGER_PREFIX = b"ledger|"
 AGENT = "training"
 
 
@@ -42,108 +51,97 @@ class TrainingProcessor:
     """Decides comparisons of the partitions this worker owns."""
 
     def __init__(
-        self, app: faust.App, settings: Settings, table: faust.Table, names: TopicNames
+        self,
+        app: faust.App,
+        settings: Settings,
+        table: faust.Table,
+        names: TopicNames,
+        partitions: dict[str, int],
     ) -> None:
         self.app = app
         self.settings = settings
         self.table = table
         self.names = names
+        self.partitions = partitions
         self.thresholds = Thresholds(
             gold=settings.tier_gold, silver=settings.tier_silver, bronze=settings.tier_bronze
         )
         self.source = names.typed["comparison_result"]
         self.output = names.typed["training_sample"]
         self.registry = default_registry()
-        self.ledgers: dict[int, dict[str, Any]] = {}
-        self.already: dict[int, set[str]] = {}
+        self.writer = TableWriter(app, table)
+        destinations: list[Destination] = [
+            (topic, p) for topic in (self.output, names.dead_letter)
+            for p in range(partitions[topic])
+        ]
+        self.ledgers = Ledgers(settings, AGENT, TableLedgers(self.writer), lambda: destinations)
         self.lock = asyncio.Lock()
-
-    def _ledger_key(self, partition: int) -> bytes:
-        return LEDGER_PREFIX + str(partition).encode()
-
-    async def _ensure(self, partition: int) -> dict[str, Any]:
-        ledger = self.ledgers.get(partition)
-        if ledger is not None:
-            return ledger
-        raw = self.table.data.get(self._ledger_key(partition))
-        outputs = self.settings.partitions
-        ledger = orjson.loads(raw) if raw else {"last": -1, "out": {}}
-        offsets = {p: int(ledger["out"].get(str(p), 0)) for p in range(outputs)}
-        self.already[partition] = await written_since(
-            self.settings,
-            self.output,
-            offsets,
-            lambda doc: doc.get("sample_id") if self._mine(doc, partition) else None,
-        )
-        self.ledgers[partition] = ledger
-        return ledger
-
-    def _mine(self, sample: dict[str, Any], partition: int) -> bool:
-        source = sample.get("source_comparison_id")
-        return isinstance(source, str) and (
-            partition_for(source.encode(), self.settings.partitions) == partition
-        )
 
     def revoke(self, tps: set[Any]) -> None:
         """Forget partitions this worker no longer owns."""
-        for tp in tps:
-            if tp.topic == self.source:
-                self.ledgers.pop(tp.partition, None)
-                self.already.pop(tp.partition, None)
+        self.ledgers.forget((tp.topic, tp.partition) for tp in tps if tp.topic == self.source)
 
-    async def process(self, events: list[faust.EventT]) -> None:
-        """Decide a batch of comparison messages."""
+    async def process(self, messages: list[Message]) -> None:
+        """Decide a batch of comparison messages (each partition in offset order)."""
         async with self.lock:
-            by_partition: dict[int, list[faust.EventT]] = {}
-            for event in events:
-                by_partition.setdefault(event.message.partition, []).append(event)
-            for partition, group in by_partition.items():
-                await self._process_partition(partition, group)
+            sources = {(self.source, m.partition) for m in messages}
+            await self.ledgers.ensure(sources)
+            outputs = Outputs(self.app.producer, self.ledgers)
+            decided: dict[tuple[int, bytes], bytes] = {}
+            letters: list[DeadLetter] = []
+            for message in messages:
+                ledger = self.ledgers[(self.source, message.partition)]
+                if ledger.applied(message.offset):
+                    continue  # decided before a restart; the ledger was saved after it
+                await self._decide_message(message, outputs, decided, letters)
+                ledger.applied_through(message.offset)
+            dead = self.names.dead_letter
+            await outputs.dead_letters(letters, dead, self.partitions[dead], time.time())
+            await outputs.acknowledged()
+            for (partition, key), verdict in decided.items():
+                await self.writer.put(partition, key, verdict)
+            for source in sources:
+                await self.ledgers.save(source)
 
-    async def _process_partition(self, partition: int, events: list[faust.EventT]) -> None:
-        ledger = await self._ensure(partition)
-        data = self.table.data
-        decided: dict[bytes, bytes] = {}
-        samples: list[dict[str, Any]] = []
-        letters: list[DeadLetter] = []
-        first = ledger["last"]
-        for event in events:
-            message = event.message
-            if message.offset <= ledger["last"]:
-                continue  # decided before a restart; the ledger was saved after it
-            ledger["last"] = message.offset
-            where = Inbound(self.source, partition, message.offset, None)
-            try:
-                value = orjson.loads(message.value) if message.value else None
-            except orjson.JSONDecodeError as exc:
-                letters.append(processing_error(
-                AGENT, exc, where, message.value or b"", self.settings.dead_letter_keep_bytes,
+    async def _decide_message(
+        self,
+        message: Any,
+        outputs: Outputs,
+        decided: dict[tuple[int, bytes], bytes],
+        letters: list[DeadLetter],
+    ) -> None:
+        partition = message.partition
+        where = Inbound(self.source, partition, message.offset, None)
+        keep = self.settings.dead_letter_keep_bytes
+        try:
+            value = orjson.loads(message.value) if message.value else None
+        except orjson.JSONDecodeError as exc:
+            letters.append(processing_error(
+                AGENT, exc, where, message.value or b"", keep,
                 batch_index=None, event_type="comparison_result",
             ))
+            return
+        docs = value if isinstance(value, list) else [value]
+        stamp = message.timestamp if message.timestamp and message.timestamp > 0 else 0
+        for index, comparison in enumerate(docs):
+            batch_index = index if isinstance(value, list) else None
+            try:
+                sample = self._decide(comparison, where, batch_index, stamp, decided, letters)
+            except Exception as exc:  # this comparison is refused, the worker goes on
+                if is_infrastructure(exc):
+                    raise
+                letters.append(processing_error(
+                    AGENT, exc, where, comparison, keep,
+                    batch_index=batch_index, event_type="comparison_result",
+                ))
                 continue
-            docs = value if isinstance(value, list) else [value]
-            stamp = message.timestamp if message.timestamp and message.timestamp > 0 else 0
-            for index, comparison in enumerate(docs):
-                batch_index = index if isinstance(value, list) else None
-                try:
-                    self._decide(comparison, where, batch_index, stamp, decided, samples, letters)
-                except Exception as exc:  # this comparison is refused, the worker goes on
-                    if is_infrastructure(exc):
-                        raise
-                    letters.append(processing_error(
-                AGENT, exc, where, comparison, self.settings.dead_letter_keep_bytes,
-                batch_index=batch_index, event_type="comparison_result",
-            ))
-        if ledger["last"] == first:
-            return  # every message was decided before: nothing to write
-        await self._emit(partition, ledger, samples, letters)
-        for key, verdict in decided.items():
-            data[key] = verdict
-            self.table.send_changelog(partition, key, verdict)
-        ledger_key = self._ledger_key(partition)
-        raw = orjson.dumps(ledger)
-        data[ledger_key] = raw
-        self.table.send_changelog(partition, ledger_key, raw)
+            if sample is not None:
+                position: Position = (message.offset, -1 if batch_index is None else batch_index)
+                key = str(sample["sample_id"]).encode()
+                output = (self.output, partition_for(key, self.partitions[self.output]))
+                await outputs.send(
+                    (self.source, partition), position, output, key, orjson.dumps(sample)
+                )
 
     def _decide(
         self,
@@ -151,16 +149,16 @@ class TrainingProcessor:
         where: Inbound,
         batch_index: int | None,
         stamp: float,
-        decided: dict[bytes, bytes],
-        samples: list[dict[str, Any]],
+        decided: dict[tuple[int, bytes], bytes],
         letters: list[DeadLetter],
-    ) -> None:
-        """Decide one comparison: a sample, below threshold, or a dead letter."""
+    ) -> dict[str, Any] | None:
+        """Decide one comparison: a sample (answered), below threshold, or a dead letter."""
         if not isinstance(comparison, dict):
             raise TypeError(f"{type(comparison).__name__} is not a comparison object")
         key = str(comparison["comparison_id"]).encode()
-        if key in decided or self.table.data.get(key) is not None:
-            return  # the same comparison again: one decision, one sample
+        slot = (where.partition, key)
+        if slot in decided or self.table.data.get(key) is not None:
+            return None  # the same comparison again: one decision, one sample
         decision = make_sample(comparison, self.thresholds, created_at=stamp)
         if decision.sample is None:
             reason = decision.reason or BELOW_THRESHOLD
@@ -177,8 +175,8 @@ class TrainingProcessor:
                         agent=AGENT,
                     )
                 )
-            decided[key] = reason.encode()
-            return
+            decided[slot] = reason.encode()
+            return None
         violation = self.registry.check("training_sample", decision.sample)
         if violation is not None:
             letters.append(
@@ -193,42 +191,10 @@ class TrainingProcessor:
                     agent=AGENT,
                 )
             )
-            decided[key] = SCHEMA_VIOLATION.encode()
-            return
-        decided[key] = str(decision.sample["tier"]).encode()
-        samples.append(decision.sample)
-
-    async def _emit(
-        self,
-        partition: int,
-        ledger: dict[str, Any],
-        samples: list[dict[str, Any]],
-        letters: list[DeadLetter],
-    ) -> None:
-        producer = self.app.producer
-        already = self.already.get(partition, set())
-        pending = []
-        for sample in samples:
-            if sample["sample_id"] in already:
-                continue
-            key = str(sample["sample_id"]).encode()
-            where = partition_for(key, self.settings.partitions)
-            pending.append(
-                await producer.send(self.output, key, orjson.dumps(sample), where, None, None)
-            )
-        now = time.time()
-        for letter in letters:
-            await producer.send(
-                self.names.dead_letter,
-                letter.id.encode(),
-                orjson.dumps(letter.to_record(now)),
-                None,
-                None,
-                None,
-            )
-        for result in await asyncio.gather(*pending):
-            out = ledger["out"]
-            out[str(result.partition)] = max(out.get(str(result.partition), 0), result.offset + 1)
+            decided[slot] = SCHEMA_VIOLATION.encode()
+            return None
+        decided[slot] = str(decision.sample["tier"]).encode()
+        return decision.sample
 
     def counts(self) -> Counter[str]:
         """Decisions of the comparison partitions this worker owns, by outcome."""
@@ -237,14 +203,16 @@ class TrainingProcessor:
         }
         counts: Counter[str] = Counter()
         for key, value in list(self.table.data.items()):
-            if key.startswith(LEDGER_PREFIX) or value is None:
+            if is_bookkeeping(key) or value is None:
                 continue
             if partition_for(key, self.settings.partitions) in owned:
                 counts[value.decode()] += 1
         return counts
 
 
-def register_training(app: faust.App, settings: Settings, names: TopicNames) -> TrainingProcessor:
+def register_training(
+    app: faust.App, settings: Settings, names: TopicNames, partitions: dict[str, int]
+) -> TrainingProcessor:
     """Add the training-sample agent and its decisions table to `app`."""
     table = cast(
         faust.Table,
@@ -258,21 +226,19 @@ def register_training(app: faust.App, settings: Settings, names: TopicNames) -> 
     )
     table.key_serializer = "raw"
     table.value_serializer = "raw"
-    processor = TrainingProcessor(app, settings, table, names)
-    source = app.topic(
-        processor.source,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    processor = TrainingProcessor(app, settings, table, names, partitions)
 
-    @app.agent(source, name=f"{settings.app_id}.training")
-    async def training(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.router_take, within=settings.router_take_within_s
-        ):
-            await or_exit(processor.process(events), "deciding comparisons")
+    async def process(messages: list[Message]) -> None:
+        await or_exit(processor.process(messages), "deciding comparisons")
+
+    BulkConsumer(
+        app,
+        [processor.source],
+        process,
+        max_batch=settings.state_take,
+        within_s=settings.batch_within_s,
+        name=f"{settings.app_id}.training",
+    )
 
     def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         processor.revoke(revoked)

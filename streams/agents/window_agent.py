@@ -6,11 +6,13 @@ per batch (not once per event); each source partition's clock is one more key.
 Writes go to the changelog partition of the source partition, so the state moves
 with its partition between workers.
 
-Emission exactly once: a partition's records go to the same partition of
-engine.metrics.windows, and the clock remembers the output offset its state has
-accounted for. When a partition is (re)built from the table, the output partition is
-read from that offset to its end, and the records found there are not emitted again
-when re-delivered events recompute them.
+Emission exactly once, by the protocol of streams.durable.exactly_once: a partition's
+records go to the same partition of engine.metrics.windows, each named by its emission
+id (a window closed by the wall clock while its partition is idle is not decided by an
+input position); each source partition's ledger is the last write of its batch. When
+a partition is taken over, the records found past its ledger are not emitted again
+when re-delivered events recompute them; windows remember the positions they applied,
+so state saved without its ledger is not counted twice.
 
 Consumption: in bulk (streams.runtime.bulk.BulkConsumer), lists of up to WINDOW_TAKE raw
 messages, no faust Event or Stream per message; a batch's messages are acked (and so
@@ -54,7 +56,16 @@ from streams.domain.windows import (
     emission_id,
     encode_key,
 )
-from streams.durable.tails import written_since
+from streams.durable.exactly_once import (
+    Destination,
+    Ledgers,
+    Outputs,
+    Source,
+    TableLedgers,
+    TableWriter,
+    bookkeeping_key,
+    is_bookkeeping,
+)
 from streams.kafka.partitioner import partition_for
 from streams.runtime.bulk import BulkConsumer
 from streams.runtime.failfast import or_exit
@@ -62,15 +73,14 @@ from streams.runtime.failfast import or_exit
 log = logging.getLogger(__name__)
 
 AGENT = "windows"
-CLOCK_PREFIX = b"clock|"
 # Messages per batch at most: each batch writes each window it changed to the
 # changelog once, so larger batches mean fewer writes.
 WINDOW_TAKE = 10000
 
 
 def clock_key(kind: str, partition: int) -> bytes:
-    """Table key of a source partition's clock."""
-    return CLOCK_PREFIX + f"{kind}|{partition}".encode()
+    """Table key of a source partition's clock (a bookkeeping key: no window's)."""
+    return bookkeeping_key(f"clock|{kind}|{partition}")
 
 
 class WindowProcessor:
@@ -83,20 +93,29 @@ class WindowProcessor:
         config: WindowConfig,
         table: faust.Table,
         names: TopicNames,
+        partitions: dict[str, int],
     ) -> None:
         self.app = app
         self.settings = settings
         self.config = config
         self.table = table
         self.names = names
+        self.output_partitions = partitions
         self.sources = {
             names.typed["engine_execution"]: EXECUTIONS,
             names.typed["engine_event"]: REQUESTS,
         }
         self.topic_of_kind = {kind: topic for topic, kind in self.sources.items()}
         self.partitions: dict[tuple[str, int], PartitionWindows] = {}
-        self.already_emitted: dict[tuple[str, int], set[Any]] = {}
-        self.already_dead: dict[tuple[str, int], set[Any]] = {}
+        self.writer = TableWriter(app, table)
+        destinations: list[Destination] = [
+            (topic, p)
+            for topic in (names.metrics_windows, names.dead_letter)
+            for p in range(partitions[topic])
+        ]
+        self.ledgers = Ledgers(
+            settings, AGENT, TableLedgers(self.writer), lambda: destinations
+        )
         self.lock = asyncio.Lock()
         self.emitted = 0
         self.late_events = 0
@@ -109,7 +128,6 @@ class WindowProcessor:
         self.first_batch_at: float | None = None
         self.last_batch_at: float | None = None
         self.consumer: BulkConsumer | None = None  # set by register_windows
-        self._changelog_topic: str | None = None
 
     # --- building a partition's windows from the table --------------------------
 
@@ -117,43 +135,42 @@ class WindowProcessor:
         found = self.partitions.get((kind, partition))
         if found is not None:
             return found
+        await self._take_over([(kind, partition)])
+        return self.partitions[(kind, partition)]
+
+    async def _take_over(self, wanted: list[tuple[str, int]]) -> None:
+        """Build the windows of source partitions from the table, and take over their
+        ledgers (one read-back for all of them)."""
+        wanted = [where for where in wanted if where not in self.partitions]
+        if not wanted:
+            return
         data = self.table.data
-        raw_clock = data.get(clock_key(kind, partition))
-        clock = Clock.from_state(orjson.loads(raw_clock)) if raw_clock else Clock()
-        windows = PartitionWindows(kind, self.config, clock)
         source_partitions = self.settings.partitions
-        restored: dict[Any, Window] = {}
+        restored: dict[tuple[str, int], dict[Any, Window]] = {where: {} for where in wanted}
         for raw_key, value in list(data.items()):
-            if raw_key.startswith(CLOCK_PREFIX) or value is None:
+            if is_bookkeeping(raw_key) or value is None:
                 continue
             key = decode_key(raw_key.decode())
-            if key[0] != kind or partition_for(key[1].encode(), source_partitions) != partition:
-                continue
-            restored[key] = Window.from_state(key, orjson.loads(value))
-        windows.restore(restored)
-        source = self.topic_of_kind[kind]
-        # What was written after the state was last saved.
-        self.already_emitted[(kind, partition)] = await written_since(
-            self.settings,
-            self.names.metrics_windows,
-            {partition: clock.out_offset},
-            lambda doc: emission_id(doc) if doc.get("kind") == kind else None,
-        )
-        self.already_dead[(kind, partition)] = await written_since(
-            self.settings,
-            self.names.dead_letter,
-            {partition: clock.dead_offset},
-            lambda doc: doc["id"] if doc.get("source", {}).get("topic") == source else None,
-        )
-        self.partitions[(kind, partition)] = windows
-        log.info(
-            "windows %s/%d: %d restored, watermark %s",
-            kind,
-            partition,
-            len(restored),
-            clock.watermark,
-        )
-        return windows
+            found = restored.get((key[0], partition_for(key[1].encode(), source_partitions)))
+            if found is not None:
+                found[key] = Window.from_state(key, orjson.loads(value))
+        await self.ledgers.ensure(self._source(*where) for where in wanted)
+        for kind, partition in wanted:
+            raw_clock = data.get(clock_key(kind, partition))
+            clock = Clock.from_state(orjson.loads(raw_clock)) if raw_clock else Clock()
+            windows = PartitionWindows(kind, self.config, clock)
+            windows.restore(restored[(kind, partition)])
+            self.partitions[(kind, partition)] = windows
+            log.info(
+                "windows %s/%d: %d restored, watermark %s",
+                kind,
+                partition,
+                len(restored[(kind, partition)]),
+                clock.watermark,
+            )
+
+    def _source(self, kind: str, partition: int) -> Source:
+        return self.topic_of_kind[kind], partition
 
     async def ensure(self, kind: str, partition: int) -> PartitionWindows:
         """The windows of a source partition, built from the table if needed."""
@@ -163,10 +180,11 @@ class WindowProcessor:
     async def ensure_assigned(self) -> None:
         """Build the windows of every source partition assigned to this worker."""
         async with self.lock:
-            for tp in self.app.consumer.assignment():
-                kind = self.sources.get(tp.topic)
-                if kind is not None:
-                    await self._ensure(kind, tp.partition)
+            await self._take_over([
+                (self.sources[tp.topic], tp.partition)
+                for tp in self.app.consumer.assignment()
+                if tp.topic in self.sources
+            ])
 
     def revoke(self, tps: Iterable[Any]) -> None:
         """Forget partitions this worker no longer owns (rebuilt if they come back)."""
@@ -174,8 +192,7 @@ class WindowProcessor:
             kind = self.sources.get(tp.topic)
             if kind is not None:
                 self.partitions.pop((kind, tp.partition), None)
-                self.already_emitted.pop((kind, tp.partition), None)
-                self.already_dead.pop((kind, tp.partition), None)
+                self.ledgers.forget([(tp.topic, tp.partition)])
 
     # --- processing --------------------------------------------------------------
 
@@ -188,16 +205,18 @@ class WindowProcessor:
         taken = 0
         loads = orjson.loads
         async with self.lock:
+            await self._take_over(
+                list({(self.sources[m.topic], m.partition) for m in messages})
+            )
             outcomes: dict[tuple[str, int], Outcome] = {}
             for message in messages:
                 kind = self.sources[message.topic]
                 where = (kind, message.partition)
-                windows = self.partitions.get(where) or await self._ensure(*where)
+                windows = self.partitions[where]
+                ledger = self.ledgers[(message.topic, message.partition)]
                 offset = message.offset
-                if offset <= windows.clock.last_offset:
-                    # Redelivered after a restart, and the saved clock already has it
-                    # (the clock is written last, so everything before it was too).
-                    continue
+                if ledger.applied(offset):
+                    continue  # redelivered after a restart; its batch was saved
                 outcome = outcomes.get(where)
                 if outcome is None:
                     outcome = outcomes[where] = Outcome()
@@ -205,7 +224,7 @@ class WindowProcessor:
                     value = loads(message.value or b"null")
                 except orjson.JSONDecodeError as exc:
                     outcome.failed.append(((offset, -1), message.value or b"", exc))
-                    windows.clock.last_offset = offset
+                    ledger.applied_through(offset)
                     continue
                 docs = value if isinstance(value, list) else [value]
                 taken += len(docs)
@@ -224,7 +243,7 @@ class WindowProcessor:
                         if is_infrastructure(exc):
                             raise
                         outcome.failed.append(((offset, index), doc, exc))
-                windows.clock.last_offset = offset
+                ledger.applied_through(offset)
             for (kind, partition), outcome in outcomes.items():
                 await self._flush(kind, partition, outcome)
         self.messages_in += len(messages)
@@ -261,11 +280,10 @@ class WindowProcessor:
         # for it (it did: 5 s stalls every 6 s while never-used partitions were idle).
         async with self.lock:
             candidates = []
-            for tp in self.app.consumer.assignment():
-                kind = self.sources.get(tp.topic)
-                if kind is None:
-                    continue
-                windows = await self._ensure(kind, tp.partition)
+            assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.sources]
+            await self._take_over([(self.sources[tp.topic], tp.partition) for tp in assigned])
+            for tp in assigned:
+                windows = self.partitions[(self.sources[tp.topic], tp.partition)]
                 if windows.has_events and now - windows.clock.last_event_wall >= idle_after:
                     candidates.append(tp)
         if not candidates:
@@ -281,7 +299,8 @@ class WindowProcessor:
                     continue  # revoked meanwhile
                 if now - found.clock.last_event_wall < idle_after:
                     continue  # events came meanwhile
-                if found.clock.last_offset + 1 < highs.get(tp, 0):
+                ledger = self.ledgers.get((tp.topic, tp.partition))
+                if ledger is None or ledger.last + 1 < highs.get(tp, 0):
                     continue  # not idle: behind on its input
                 outcome = Outcome()
                 found.advance_idle(now, outcome)
@@ -289,74 +308,42 @@ class WindowProcessor:
                     await self._flush(found.kind, tp.partition, outcome)
 
     async def _flush(self, kind: str, partition: int, outcome: Outcome) -> None:
-        """Emit, then persist: the state never claims an emission that did not happen."""
+        """Emit and acknowledge, then save the state, then the ledger (the protocol's
+        order: the state never claims an emission that did not happen)."""
         windows = self.partitions[(kind, partition)]
-        producer = self.app.producer
-        seen = self.already_emitted.get((kind, partition), set())
-        pending = []
+        source = self._source(kind, partition)
+        position = (self.ledgers[source].last, -1)
+        outputs = Outputs(self.app.producer, self.ledgers)
+        destination = (self.names.metrics_windows, partition)
         for record in outcome.emitted:
-            if seen and emission_id(record) in seen:
-                continue
-            if record["revision"] > 0:
-                self.late_events += 1
-            pending.append(
-                await producer.send(
-                    self.names.metrics_windows,
-                    record["engine_id"].encode(),
-                    orjson.dumps(record),
-                    partition,
-                    None,
-                    None,
-                )
-            )
-        dead_seen = self.already_dead.get((kind, partition), set())
-        dead_pending = []
-        for letter in self._dead_letters(kind, partition, windows, outcome):
-            if dead_seen and letter.id in dead_seen:
-                continue
-            # On the source's partition number, so a rebuild finds it (see _ensure).
-            dead_pending.append(
-                await producer.send(
-                    self.names.dead_letter,
-                    letter.id.encode(),
-                    orjson.dumps(letter.to_record(time.time())),
-                    partition,
-                    None,
-                    None,
-                )
-            )
+            emission = orjson.dumps(emission_id(record)).decode()
+            value = orjson.dumps(record)
+            key = record["engine_id"].encode()
+            if await outputs.send(source, position, destination, key, value, emission):
+                self.emitted += 1
+                if record["revision"] > 0:
+                    self.late_events += 1
+        letters = await outputs.dead_letters(
+            self._dead_letters(kind, partition, windows, outcome),
+            self.names.dead_letter,
+            self.output_partitions[self.names.dead_letter],
+            time.time(),
+        )
+        for letter in letters:
             if letter.reason == TOO_LATE:
                 self.too_late += 1
             else:
                 self.refused[letter.reason] += 1
-        if pending:
-            results = await asyncio.gather(*pending)
-            windows.clock.out_offset = max(r.offset for r in results) + 1
-            self.emitted += len(pending)
-        if dead_pending:
-            results = await asyncio.gather(*dead_pending)
-            windows.clock.dead_offset = max(r.offset for r in results) + 1
+        await outputs.acknowledged()
         changed, deleted = windows.take_changes()
-        data = self.table.data
-        # Straight to the producer, in this order (the clock last), on the changelog
-        # partition of the source partition: what table.send_changelog does, without
-        # its per-message buffer task (the memory store keeps no changelog offsets).
-        # Faust flushes the producer before it commits the source offsets.
-        send = producer.send
-        changelog = self.changelog_topic
+        # On the changelog partition of the source partition, the ledger last.
+        put = self.writer.put
         for window in changed:
-            key = encode_key(window.key).encode()
-            value = orjson.dumps(window.to_state())
-            data[key] = value
-            await send(changelog, key, value, partition, None, None)
+            await put(partition, encode_key(window.key).encode(), orjson.dumps(window.to_state()))
         for window_key in deleted:
-            key = encode_key(window_key).encode()
-            data.pop(key, None)
-            await send(changelog, key, None, partition, None, None)
-        key = clock_key(kind, partition)
-        value = orjson.dumps(windows.clock.to_state())
-        data[key] = value
-        await send(changelog, key, value, partition, None, None)
+            await put(partition, encode_key(window_key).encode(), None)
+        await put(partition, clock_key(kind, partition), orjson.dumps(windows.clock.to_state()))
+        await self.ledgers.save(source)
 
     def _dead_letters(
         self, kind: str, partition: int, windows: PartitionWindows, outcome: Outcome
@@ -401,16 +388,13 @@ class WindowProcessor:
             ))
         return letters
 
-    @property
-    def changelog_topic(self) -> str:
-        """Name of the table's changelog topic."""
-        if self._changelog_topic is None:
-            self._changelog_topic = self.table.changelog_topic.get_topic_name()
-        return self._changelog_topic
-
 
 def register_windows(
-    app: faust.App, settings: Settings, config: WindowConfig, names: TopicNames
+    app: faust.App,
+    settings: Settings,
+    config: WindowConfig,
+    names: TopicNames,
+    partitions: dict[str, int],
 ) -> WindowProcessor:
     """Add the window agent, its table and its idle timer to `app`."""
     table = cast(
@@ -427,7 +411,7 @@ def register_windows(
     # Set before first use, when the changelog topic is created with these.
     table.key_serializer = "raw"
     table.value_serializer = "raw"
-    processor = WindowProcessor(app, settings, config, table, names)
+    processor = WindowProcessor(app, settings, config, table, names, partitions)
     # Consumed in bulk (streams.runtime.bulk): lists of raw messages, acked once processed
     # and their outputs queued; no faust Event or Stream per message.
     async def process(messages: list[Message]) -> None:
@@ -438,7 +422,7 @@ def register_windows(
         processor.sources,
         process,
         max_batch=WINDOW_TAKE,
-        within_s=settings.router_take_within_s,
+        within_s=settings.batch_within_s,
         name=f"{settings.app_id}.windows",
     )
 

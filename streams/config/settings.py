@@ -126,7 +126,11 @@ class Settings:
     output_batch_bytes: int = 512_000
     # How many inbound messages the router takes at once before producing.
     router_take: int = 200
-    router_take_within_s: float = 0.05
+    # How many messages the training and state agents (jobs, sessions, engine status)
+    # take at once: each batch writes each changed record to the changelog once.
+    state_take: int = 500
+    # How long any agent waits for a batch to fill before it processes what it has.
+    batch_within_s: float = 0.05
     # Event-time windows (seconds): see streams/domain/windows.py for the vocabulary.
     window_sizes: tuple[int, ...] = (60,)
     window_lateness_s: float = 5.0
@@ -193,9 +197,8 @@ class Settings:
                 env, "ENGINESTREAM_OUTPUT_BATCH_BYTES", cls.output_batch_bytes, minimum=1024
             ),
             router_take=_int(env, "ENGINESTREAM_ROUTER_TAKE", cls.router_take, minimum=1),
-            router_take_within_s=_float(
-                env, "ENGINESTREAM_ROUTER_TAKE_WITHIN", cls.router_take_within_s
-            ),
+            state_take=_int(env, "ENGINESTREAM_STATE_TAKE", cls.state_take, minimum=1),
+            batch_within_s=_float(env, "ENGINESTREAM_BATCH_WITHIN", cls.batch_within_s),
             window_sizes=_sizes(env, "ENGINESTREAM_WINDOW_SIZES", cls.window_sizes),
             window_lateness_s=_float(
                 env, "ENGINESTREAM_WINDOW_LATENESS", cls.window_lateness_s

@@ -167,14 +167,11 @@ class Window:
 
 @dataclass(slots=True)
 class Clock:
-    """Event time of one partition, and the output offset the state has accounted for."""
+    """Event time of one partition."""
 
     max_event_time: float = -math.inf
     watermark: float = -math.inf
     last_event_wall: float = 0.0
-    out_offset: int = 0  # next offset of the output partition the state accounts for
-    last_offset: int = -1  # last source offset processed
-    dead_offset: int = 0  # next offset of the dead-letter partition the state accounts for
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready state (infinities as None)."""
@@ -183,9 +180,6 @@ class Clock:
             "m": self.max_event_time if finite(self.max_event_time) else None,
             "w": self.watermark if finite(self.watermark) else None,
             "t": self.last_event_wall,
-            "o": self.out_offset,
-            "lo": self.last_offset,
-            "d": self.dead_offset,
         }
 
     @classmethod
@@ -196,9 +190,6 @@ class Clock:
             -math.inf if m is None else m,
             -math.inf if w is None else w,
             state["t"],
-            state["o"],
-            state["lo"],
-            state["d"],
         )
 
 

@@ -9,9 +9,12 @@ directory:
 
 - ``<stem>.p<p>.jsonl`` — the live segment, appended to;
 - ``<stem>.p<p>.<NNNNNN>.jsonl`` — completed segments, immutable once renamed;
-- ``<stem>.p<p>.checkpoint.json`` — ``{"offset", "length", "segment"}``: the last
-  source offset whose lines are in the files (-1: none), the committed byte length of
-  the live segment, and the number the live segment gets when it is rotated;
+- ``<stem>.p<p>.checkpoint.json`` — ``{"offset", "length", "segment", "out"}``: the
+  last source offset whose lines are in the files (-1: none), the committed byte
+  length of the live segment, the number the live segment gets when it is rotated,
+  and (once the sink has taken the partition over) the next offset of every
+  dead-letter partition its ledger accounts for — the checkpoint is the sink's ledger
+  of streams.durable.exactly_once, saved atomically with its lines;
 - ``<stem>.p<p>.lock`` — held with ``flock(LOCK_EX)`` by the one process writing the
   partition (the kernel releases it when that process dies, even by SIGKILL).
 
@@ -66,8 +69,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from streams.durable.atomic import atomic_replace, fsync_dir
@@ -133,11 +136,18 @@ class Checkpoint:
     offset: int = -1
     length: int = 0
     segment: int = 0
+    # (topic, partition, next offset) of each output the ledger accounts for; None
+    # until the partition's ledger was started.
+    out: tuple[tuple[str, int, int], ...] | None = None
 
     def to_bytes(self) -> bytes:
         """The checkpoint file's content."""
-        doc = {"offset": self.offset, "length": self.length, "segment": self.segment}
-        return json.dumps(doc, separators=(",", ":")).encode("ascii")
+        doc: dict[str, object] = {
+            "offset": self.offset, "length": self.length, "segment": self.segment
+        }
+        if self.out is not None:
+            doc["out"] = [list(entry) for entry in self.out]
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,13 @@ def _read_checkpoint(paths: _Paths) -> Checkpoint | None:
         return None
     try:
         doc = json.loads(raw)
-        checkpoint = Checkpoint(int(doc["offset"]), int(doc["length"]), int(doc["segment"]))
+        out = doc.get("out")
+        checkpoint = Checkpoint(
+            int(doc["offset"]),
+            int(doc["length"]),
+            int(doc["segment"]),
+            None if out is None else tuple((str(t), int(p), int(o)) for t, p, o in out),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise PartitionStateError(f"{paths.checkpoint}: unreadable checkpoint: {exc}") from exc
     if checkpoint.offset < -1 or checkpoint.length < 0 or checkpoint.segment < 0:
@@ -352,7 +368,7 @@ class PartitionFile:
                     f"{paths.segment(state.segment)} holds {rotated_size} bytes, "
                     f"the checkpoint committed {state.length}"
                 )
-            state = Checkpoint(state.offset, 0, state.segment + 1)
+            state = replace(state, length=0, segment=state.segment + 1)
             atomic_replace(paths.checkpoint, state.to_bytes())
         elif live_size is None:
             if state.length > 0:
@@ -372,15 +388,22 @@ class PartitionFile:
 
     # -- writing -------------------------------------------------------------------
 
-    def write(self, batch: Sequence[tuple[int, bytes]]) -> int:
+    def write(
+        self,
+        batch: Sequence[tuple[int, bytes]],
+        through: int = -1,
+        out: Mapping[tuple[str, int], int] | None = None,
+    ) -> int:
         """Append the lines of `batch` not yet committed; return how many were written.
 
         `batch` is (source offset, one JSON line without its newline) pairs in offset
         order; several pairs may share an offset (a message with several records), and
         then must all be in this one call. Pairs whose offset is <= `last_offset` are
-        redeliveries and skipped. Raises ValueError (writing nothing) for a line with a
-        raw newline or carriage return, an empty line, a negative offset, or offsets
-        out of order.
+        redeliveries and skipped. `through` is the last source offset the batch
+        covers (messages without a line count too), `out` the ledger's output offsets:
+        both are committed with the lines, by the same checkpoint. Raises ValueError
+        (writing nothing) for a line with a raw newline or carriage return, an empty
+        line, a negative offset, or offsets out of order.
         """
         if not self.is_open:
             raise RuntimeError(f"{self._paths.prefix} is not open")
@@ -400,12 +423,17 @@ class PartitionFile:
             if b"\n" in line or b"\r" in line:
                 raise ValueError(f"line at offset {offset} contains a raw newline")
         fresh = [(offset, line) for offset, line in batch if offset > self._state.offset]
-        if not fresh:
+        offset = max(self._state.offset, through, fresh[-1][0] if fresh else -1)
+        ledger = self._state.out if out is None else _out(out)
+        if not fresh and offset == self._state.offset and ledger == self._state.out:
             return 0
-        data = b"\n".join(line for _, line in fresh) + b"\n"
+        data = b"\n".join(line for _, line in fresh) + b"\n" if fresh else b""
         try:
-            self._append(data)
-            state = Checkpoint(fresh[-1][0], self._state.length + len(data), self._state.segment)
+            if data:
+                self._append(data)
+            state = replace(
+                self._state, offset=offset, length=self._state.length + len(data), out=ledger
+            )
             atomic_replace(self._paths.checkpoint, state.to_bytes())
             self._state = state
             if state.length >= self.config.rotate_bytes:
@@ -432,9 +460,14 @@ class PartitionFile:
             os.close(fd)
         os.replace(self._paths.live, self._paths.segment(state.segment))
         fsync_dir(self.dir)
-        state = Checkpoint(state.offset, 0, state.segment + 1)
+        state = replace(state, length=0, segment=state.segment + 1)
         atomic_replace(self._paths.checkpoint, state.to_bytes())
         self._state = state
+
+
+def _out(out: Mapping[tuple[str, int], int]) -> tuple[tuple[str, int, int], ...]:
+    return tuple(sorted((topic, partition, next_offset)
+                        for (topic, partition), next_offset in out.items()))
 
 
 def read_lines(dir: Path, config: ChannelConfig, partition: int) -> list[bytes]:

@@ -54,14 +54,16 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     )
     counters = RouterCounters()
     register_router(app, settings, router, partitions, counters)
-    processor = register_windows(app, settings, window_config(settings), names)
+    processor = register_windows(app, settings, window_config(settings), names, partitions)
     register_window_views(app, processor)
-    training = register_training(app, settings, names)
+    training = register_training(app, settings, names, partitions)
     register_training_views(app, training)
-    sinks = register_sinks(app, settings, names)
-    jobs = register_jobs(app, settings, names)
-    sessions = register_sessions(app, settings, names, settings.session_idle_timeout_s)
-    engines = register_engine_status(app, settings, names)
+    sinks = register_sinks(app, settings, names, partitions)
+    jobs = register_jobs(app, settings, names, partitions)
+    sessions = register_sessions(
+        app, settings, names, partitions, settings.session_idle_timeout_s
+    )
+    engines = register_engine_status(app, settings, names, partitions)
     register_state_views(app, settings, names, jobs, sessions, engines)
     register_web(
         app,

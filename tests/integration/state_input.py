@@ -29,11 +29,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.agents.keyed_state import OFFSET_PREFIX
 from streams.config.topics import TopicNames
 from streams.domain.engine_status import EngineStatus
 from streams.domain.jobs import Job, TransitionError, apply_command
 from streams.domain.sessions import Session
+from streams.durable.exactly_once import SourceLedger, parse_ledger_key
 from streams.kafka.fleet import Fleet
 from streams.kafka.partitioner import partition_for
 from tests.integration.kafka_io import read_until
@@ -623,8 +623,9 @@ async def applied_offsets(bootstrap: str, changelog: str) -> dict[int, int]:
     records = await read_until(bootstrap, [changelog], lambda r: True, 30)
     saved: dict[int, int] = {}
     for record in records:
-        if record.key and record.key.startswith(OFFSET_PREFIX):
-            saved[int(record.key[len(OFFSET_PREFIX):])] = int(record.value)
+        source = parse_ledger_key(record.key or b"")
+        if source is not None and record.value is not None:
+            saved[source[1]] = SourceLedger.from_bytes(record.value).last
     return saved
 
 

@@ -1,16 +1,20 @@
 """A stand-in for the parts of a faust app that the agents' processors use: a producer
 that records what it is asked to send (and answers offsets per partition, as a broker
-would), a table with a plain dict, and messages as the consumer hands them over."""
+would), the takeover's read of what it sent (`StubTails`), a table with a plain dict,
+and messages as the consumer hands them over."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
+
+from streams.durable import exactly_once
 
 
 @dataclass
@@ -21,6 +25,8 @@ class Sent:
     key: bytes | None
     value: bytes | None
     partition: int | None
+    offset: int = -1
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
     def doc(self) -> Any:
         return None if self.value is None else orjson.loads(self.value)
@@ -37,9 +43,9 @@ class StubProducer:
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
         timestamp: Any, headers: Any,
     ) -> asyncio.Future[Any]:
-        self.sent.append(Sent(topic, key, value, partition))
         where = (topic, partition or 0)
         offset = self.next_offset[where]
+        self.sent.append(Sent(topic, key, value, partition, offset, list(headers or [])))
         self.next_offset[where] += 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_result(SimpleNamespace(topic=topic, partition=partition or 0, offset=offset))
@@ -47,6 +53,29 @@ class StubProducer:
 
     def to(self, topic: str) -> list[Sent]:
         return [s for s in self.sent if s.topic == topic]
+
+
+class StubTails:
+    """What the takeover reads back, from the stub producer's record of sends."""
+
+    def __init__(self, producer: StubProducer) -> None:
+        self.producer = producer
+
+    async def __aenter__(self) -> StubTails:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def end_offsets(self, destinations: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {d: self.producer.next_offset[d] for d in destinations}
+
+    async def records(
+        self, destination: tuple[str, int], start: int, end: int
+    ) -> AsyncIterator[tuple[int, list[tuple[str, bytes]]]]:
+        for sent in self.producer.sent:
+            if (sent.topic, sent.partition or 0) == destination and start <= sent.offset < end:
+                yield sent.offset, sent.headers
 
 
 class StubTable:
@@ -62,9 +91,12 @@ class StubTable:
         self.producer.sent.append(Sent(f"{self.name}-changelog", key, value, partition))
 
 
-def stub_app() -> Any:
-    """An object with the app attributes the processors read."""
+def stub_app(monkeypatch: Any = None) -> Any:
+    """An object with the app attributes the processors read. With `monkeypatch`, the
+    takeovers of the processors built on it read back from its producer."""
     producer = StubProducer()
+    if monkeypatch is not None:
+        monkeypatch.setattr(exactly_once, "KafkaTails", lambda settings: StubTails(producer))
     consumer = SimpleNamespace(assignment=lambda: set())
     return SimpleNamespace(producer=producer, consumer=consumer, rebalancing=False)
 

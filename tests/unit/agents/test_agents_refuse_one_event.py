@@ -11,25 +11,24 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.agents import training_agent, window_agent
 from streams.agents.sink_agent import ChannelSink
 from streams.agents.training_agent import TrainingProcessor
-from streams.agents.window_agent import WindowProcessor
+from streams.agents.window_agent import WindowProcessor, clock_key
 from streams.config.channels import CHANNELS
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
-from streams.domain.dead_letters import DeadLetter
 from streams.domain.windows import WindowConfig
+from streams.durable.exactly_once import ledger_key
 from streams.durable.filesink import ChannelConfig, read_lines
-from tests.unit.agents.stub_app import StubTable, event, message, stub_app
+from tests.unit.agents.stub_app import StubTable, message, stub_app
 
 NAMES = TopicNames()
 EXECUTIONS = NAMES.typed["engine_execution"]
 NOW = time.time()
 
 
-async def nothing_written(*args: Any, **kwargs: Any) -> set[Any]:
-    return set()  # what an empty output partition holds
+PARTITIONS = {topic: 4 for topic in [*NAMES.typed.values(), NAMES.dead_letter,
+                                     NAMES.metrics_windows]}
 
 
 def execution(i: int, **changes: Any) -> dict[str, Any]:
@@ -56,10 +55,9 @@ def loop() -> Any:
 def test_window_agent_refuses_poison_alone_and_applies_the_rest(
     loop: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(window_agent, "written_since", nothing_written)
-    app = stub_app()
+    app = stub_app(monkeypatch)
     table = StubTable("windows", app.producer)
-    processor = WindowProcessor(app, Settings(), WindowConfig(), table, NAMES)  # type: ignore[arg-type]
+    processor = WindowProcessor(app, Settings(), WindowConfig(), table, NAMES, PARTITIONS)  # type: ignore[arg-type]
     batch = [
         message(EXECUTIONS, 0, 0, orjson.dumps([execution(1), execution(2)])),
         message(EXECUTIONS, 0, 1, b"\xff not json"),
@@ -78,9 +76,10 @@ def test_window_agent_refuses_poison_alone_and_applies_the_rest(
     assert {d["error"]["agent"] for d in letters} == {"windows"}
     windows = processor.partitions[("engine", 0)]
     assert sum(w.stats.count for w in windows.windows.values()) == 4  # events 1, 2, 3, 6
-    assert windows.clock.last_offset == 4
-    # The clock is the last changelog write of the batch.
-    assert app.producer.sent[-1].key == b"clock|engine|0"
+    assert processor.ledgers[(EXECUTIONS, 0)].last == 4
+    # The ledger is the last changelog write of the batch, the clock just before it.
+    assert app.producer.sent[-1].key == ledger_key((EXECUTIONS, 0))
+    assert app.producer.sent[-2].key == clock_key("engine", 0)
 
     sent = len(app.producer.sent)
     loop.run_until_complete(processor.process(batch))  # delivered again
@@ -96,12 +95,11 @@ def comparison(cid: str, winner: str = "a") -> dict[str, Any]:
 def test_training_agent_refuses_poison_alone_and_decides_the_rest(
     loop: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(training_agent, "written_since", nothing_written)
-    app = stub_app()
+    app = stub_app(monkeypatch)
     table = StubTable("training-decisions", app.producer)
-    processor = TrainingProcessor(app, Settings(), table, NAMES)  # type: ignore[arg-type]
+    processor = TrainingProcessor(app, Settings(), table, NAMES, PARTITIONS)  # type: ignore[arg-type]
     source = processor.source
-    batch = [event(m) for m in (
+    batch = [m for m in (
         message(source, 1, 0, orjson.dumps(comparison("c-1"))),
         message(source, 1, 1, b"{{"),
         message(source, 1, 2, orjson.dumps([{"comparison_id": "c-2"}, comparison("c-3"),
@@ -123,30 +121,37 @@ def test_training_agent_refuses_poison_alone_and_decides_the_rest(
 
 
 def test_sink_writes_the_good_records_after_its_dead_letters_are_acknowledged(
-    loop: Any, tmp_path: Path
+    loop: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     channel = next(c for c in CHANNELS if c.name == "comparisons")
     config = ChannelConfig(channel.name, channel.filename)
-    order: list[str] = []
+    app = stub_app(monkeypatch)
+    send = app.producer.send
+    lines_at_send: list[int] = []
 
-    async def send(letters: list[DeadLetter]) -> None:
-        order.append("letters:" + ",".join(sorted(d.id for d in letters)))
-        assert not list(tmp_path.glob("comparisons.p0.jsonl")) or not read_lines(
-            tmp_path, config, 0)  # fmt: skip
+    async def send_and_look(*args: Any) -> Any:
+        lines_at_send.append(len(read_lines(tmp_path, config, 0)))
+        return await send(*args)
 
-    sink = ChannelSink(channel, config, tmp_path, "t.comparisons", send)
-    batch = [event(m) for m in (
+    app.producer.send = send_and_look
+    sink = ChannelSink(
+        app, Settings(), channel, config, tmp_path, "t.comparisons", (NAMES.dead_letter, 4)
+    )
+    batch = [
         message("t.comparisons", 0, 0, orjson.dumps(comparison("c-1"))),
         message("t.comparisons", 0, 1, b"\x00"),
         message("t.comparisons", 0, 2, orjson.dumps([comparison("c-2"), {"no_id": 1}, "x"])),
-    )]  # fmt: skip
+    ]
     loop.run_until_complete(sink.write(batch))
-    assert order == ["letters:sink.comparisons@t.comparisons/0/1/-,"
-                     "sink.comparisons@t.comparisons/0/2/1,"
-                     "sink.comparisons@t.comparisons/0/2/2"]  # fmt: skip
+    assert sorted(d["id"] for d in dead_letters(app)) == [
+        "sink.comparisons@t.comparisons/0/1/-",
+        "sink.comparisons@t.comparisons/0/2/1",
+        "sink.comparisons@t.comparisons/0/2/2",
+    ]
+    assert lines_at_send == [0, 0, 0]  # every dead letter before any line
     lines = [orjson.loads(line) for line in read_lines(tmp_path, config, 0)]
     assert [line["comparison_id"] for line in lines] == ["c-1", "c-2"]
     loop.run_until_complete(sink.write(batch))  # delivered again: skipped by the checkpoint
-    assert len(order) == 1
+    assert len(dead_letters(app)) == 3
     assert len(read_lines(tmp_path, config, 0)) == 2
     loop.run_until_complete(sink.close())

@@ -34,10 +34,12 @@ from streams.domain.dead_letters import PROCESSING_ERROR, DeadLetter, Inbound
 from streams.domain.router import Router
 from streams.domain.validation import default_registry
 from streams.domain.windows import EXECUTIONS, REQUESTS, Outcome, PartitionWindows, WindowConfig
+from streams.durable.exactly_once import SourceLedger
 from streams.durable.filesink import ChannelConfig
 from tests.unit.domain.schema_strategies import valid
 
 NAMES = TopicNames()
+PARTITIONS = {topic: 4 for topic in [*NAMES.typed.values(), NAMES.dead_letter]}
 REGISTRY = default_registry()
 AFTER_2100 = 4_102_444_800.0  # a wall clock no valid event time is ahead of
 EXAMPLES = settings(
@@ -123,13 +125,15 @@ def test_training_decides_every_valid_comparison(
     app: faust.App, comparisons: list[dict[str, Any]]
 ) -> None:
     table = SimpleNamespace(data={})
-    processor = TrainingProcessor(app, Settings(), table, NAMES)  # type: ignore[arg-type]
-    decided: dict[bytes, bytes] = {}
+    processor = TrainingProcessor(app, Settings(), table, NAMES, PARTITIONS)  # type: ignore[arg-type]
+    decided: dict[tuple[int, bytes], bytes] = {}
     samples: list[dict[str, Any]] = []
     letters: list[DeadLetter] = []
     where = Inbound(processor.source, 0, 1, None)
     for index, comparison in enumerate(comparisons):
-        processor._decide(comparison, where, index, 1.7e9, decided, samples, letters)
+        sample = processor._decide(comparison, where, index, 1.7e9, decided, letters)
+        if sample is not None:
+            samples.append(sample)
     assert {d.reason for d in letters} <= {"winner_not_candidate"}
     distinct = {c["comparison_id"] for c in comparisons}
     assert len(decided) == len(distinct)
@@ -157,11 +161,14 @@ def apply_keyed(
     state = STATES.get(table)
     if state is None:
         state = STATES[table] = KeyedState(app, Settings(), table, f"t.{table}")
+        state.attach_ledgers(NAMES.dead_letter, 4)
     state.table.data.clear()
     state._staged.clear()
+    state.ledgers.by_source = {(state.source, 0): SourceLedger()}
     messages = [message(offset, event) for offset, event in enumerate(events)]
-    letters, offsets = apply_batch(state, event_type, handle, messages)
-    assert offsets == {0: len(events) - 1}
+    letters, sources = apply_batch(state, event_type, handle, messages, state.ledgers)
+    assert sources == {(state.source, 0)}
+    assert state.ledgers[(state.source, 0)].last == len(events) - 1
     return letters.letters
 
 
@@ -203,10 +210,6 @@ CHANNEL_RECORDS = {
 }
 
 
-async def _never(letters: list[DeadLetter]) -> None:
-    raise AssertionError("no dead letter expected")
-
-
 @EXAMPLES
 @given(
     st.sampled_from(CHANNELS).flatmap(
@@ -216,7 +219,7 @@ async def _never(letters: list[DeadLetter]) -> None:
 def test_sinks_write_every_valid_record(channel_records: tuple[Any, list[Any]]) -> None:
     channel, records = channel_records
     config = ChannelConfig(channel.name, channel.filename)
-    sink = ChannelSink(channel, config, Path("unused"), "t", _never)
+    sink = ChannelSink(None, Settings(), channel, config, Path("unused"), "t", ("dl", 1))
     lines: list[tuple[int, bytes]] = []
     letters: list[DeadLetter] = []
     fresh: set[Any] = set()

@@ -33,7 +33,8 @@ VARIABLES: dict[str, tuple[str, str, Any]] = {
     "ENGINESTREAM_MAX_FUTURE_SKEW": ("60", "max_future_skew_s", 60.0),
     "ENGINESTREAM_OUTPUT_BATCH_BYTES": ("65536", "output_batch_bytes", 65536),
     "ENGINESTREAM_ROUTER_TAKE": ("50", "router_take", 50),
-    "ENGINESTREAM_ROUTER_TAKE_WITHIN": ("0.5", "router_take_within_s", 0.5),
+    "ENGINESTREAM_STATE_TAKE": ("70", "state_take", 70),
+    "ENGINESTREAM_BATCH_WITHIN": ("0.5", "batch_within_s", 0.5),
     "ENGINESTREAM_WINDOW_SIZES": ("300, 60,60", "window_sizes", (60, 300)),
     "ENGINESTREAM_WINDOW_LATENESS": ("2.5", "window_lateness_s", 2.5),
     "ENGINESTREAM_WINDOW_GRACE": ("10", "window_grace_s", 10.0),
@@ -93,7 +94,7 @@ def test_defaults_are_sane_together() -> None:
     settings = Settings()
     assert settings.dead_letter_keep_bytes <= settings.max_message_bytes
     assert settings.output_batch_bytes <= settings.max_message_bytes
-    assert settings.router_take >= 1 and settings.router_take_within_s > 0
+    assert settings.router_take >= 1 and settings.state_take >= 1 and settings.batch_within_s > 0
 
 
 def test_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +195,7 @@ def test_boundary_values_are_accepted() -> None:
             "ENGINESTREAM_MAX_MESSAGE_BYTES": "64",
             "ENGINESTREAM_DEAD_LETTER_KEEP_BYTES": "0",
             "ENGINESTREAM_OUTPUT_BATCH_BYTES": "1024",
-            "ENGINESTREAM_ROUTER_TAKE_WITHIN": "0",
+            "ENGINESTREAM_BATCH_WITHIN": "0",
         }
     )
     assert settings.web_port == 65535
@@ -202,7 +203,7 @@ def test_boundary_values_are_accepted() -> None:
     assert settings.max_message_bytes == 64
     assert settings.dead_letter_keep_bytes == 0
     assert settings.output_batch_bytes == 1024
-    assert settings.router_take_within_s == 0.0
+    assert settings.batch_within_s == 0.0
 
 
 # ---------------------------------------------------------------- bad values --
@@ -225,10 +226,10 @@ BAD_VALUES = [
     ("ENGINESTREAM_MAX_FUTURE_SKEW", "-1"),
     ("ENGINESTREAM_MAX_FUTURE_SKEW", "inf"),
     ("ENGINESTREAM_ROUTER_TAKE", "0"),
-    ("ENGINESTREAM_ROUTER_TAKE_WITHIN", "soon"),
-    ("ENGINESTREAM_ROUTER_TAKE_WITHIN", "-0.1"),
-    ("ENGINESTREAM_ROUTER_TAKE_WITHIN", "nan"),
-    ("ENGINESTREAM_ROUTER_TAKE_WITHIN", "inf"),
+    ("ENGINESTREAM_BATCH_WITHIN", "soon"),
+    ("ENGINESTREAM_BATCH_WITHIN", "-0.1"),
+    ("ENGINESTREAM_BATCH_WITHIN", "nan"),
+    ("ENGINESTREAM_BATCH_WITHIN", "inf"),
     ("ENGINESTREAM_WINDOW_SIZES", "abc"),
     ("ENGINESTREAM_WINDOW_SIZES", "60,0"),
     ("ENGINESTREAM_WINDOW_SIZES", "-60"),
