@@ -36,7 +36,8 @@ from typing import Any
 
 import orjson
 
-from bench.windows.run import make_workload
+from bench.common.kafka import json_array
+from bench.windows.workload import make_workload
 from streams.agents.window_agent import CLOCK_PREFIX, WindowProcessor
 from streams.domain.windows import EXECUTIONS, PartitionWindows, WindowConfig
 
@@ -56,14 +57,14 @@ class Message:
 
 def make_messages(n: int, engines: int, span_s: float, batch: int, seed: int = 1) -> list[Message]:
     """`n` events of `engines` engines as JSON arrays of up to `batch` events of one
-    partition: bench/windows/run.py's documents (same generator, same seed)."""
+    partition: bench.windows.run's documents (bench/windows/workload.py, same seed)."""
     by_partition: dict[int, list[bytes]] = {}
     for partition, _key, body in make_workload(n, engines, span_s, PARTITIONS, seed).events:
         by_partition.setdefault(partition, []).append(body)
     out: list[Message] = []
     for p, bodies in sorted(by_partition.items()):
         for offset, start in enumerate(range(0, len(bodies), batch)):
-            value = b"[" + b",".join(bodies[start : start + batch]) + b"]"
+            value = json_array(bodies[start : start + batch])
             out.append(Message(TOPIC, p, offset, value))
     return out
 
