@@ -63,7 +63,6 @@ from streams.durable.exactly_once import (
     Source,
     TableLedgers,
     TableWriter,
-    bookkeeping_key,
     is_bookkeeping,
 )
 from streams.kafka.partitioner import partition_for
@@ -76,11 +75,6 @@ AGENT = "windows"
 # Messages per batch at most: each batch writes each window it changed to the
 # changelog once, so larger batches mean fewer writes.
 WINDOW_TAKE = 10000
-
-
-def clock_key(kind: str, partition: int) -> bytes:
-    """Table key of a source partition's clock (a bookkeeping key: no window's)."""
-    return bookkeeping_key(f"clock|{kind}|{partition}")
 
 
 class WindowProcessor:
@@ -156,11 +150,15 @@ class WindowProcessor:
                 found[key] = Window.from_state(key, orjson.loads(value))
         await self.ledgers.ensure(self._source(*where) for where in wanted)
         for kind, partition in wanted:
-            raw_clock = data.get(clock_key(kind, partition))
-            clock = Clock.from_state(orjson.loads(raw_clock)) if raw_clock else Clock()
+            # The clock is saved in the ledger, with the offsets it has seen (rule 5).
+            saved = self.ledgers[self._source(kind, partition)].extra
+            clock = Clock() if saved is None else Clock.from_state(saved)
             windows = PartitionWindows(kind, self.config, clock)
             windows.restore(restored[(kind, partition)])
             self.partitions[(kind, partition)] = windows
+            _, expired = windows.take_changes()
+            for window_key in expired:  # deletions a crash cut short
+                await self.writer.put(partition, encode_key(window_key).encode(), None)
             log.info(
                 "windows %s/%d: %d restored, watermark %s",
                 kind,
@@ -336,14 +334,16 @@ class WindowProcessor:
                 self.refused[letter.reason] += 1
         await outputs.acknowledged()
         changed, deleted = windows.take_changes()
-        # On the changelog partition of the source partition, the ledger last.
+        # On the changelog partition of the source partition: the windows, then the
+        # ledger with the clock, then the windows past their retention (a window
+        # deleted before its ledger is saved would be missed by redelivered events).
         put = self.writer.put
         for window in changed:
             await put(partition, encode_key(window.key).encode(), orjson.dumps(window.to_state()))
+        self.ledgers[source].extra = windows.clock.to_state()
+        await self.ledgers.save(source)
         for window_key in deleted:
             await put(partition, encode_key(window_key).encode(), None)
-        await put(partition, clock_key(kind, partition), orjson.dumps(windows.clock.to_state()))
-        await self.ledgers.save(source)
 
     def _dead_letters(
         self, kind: str, partition: int, windows: PartitionWindows, outcome: Outcome

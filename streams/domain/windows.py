@@ -235,8 +235,14 @@ class PartitionWindows:
         self._stats_cls = ExecutionStats if kind == EXECUTIONS else RequestStats
 
     def restore(self, windows: dict[WindowKey, Window]) -> None:
-        """Load windows recovered from the changelog (after the clock)."""
+        """Load windows recovered from the changelog (after the clock). A window past
+        its retention is not loaded but marked deleted: its deletion was written after
+        the clock, and a crash came in between."""
+        cfg = self.config
         for key, window in windows.items():
+            if window.end + cfg.grace_s + cfg.retention_s <= self.clock.watermark:
+                self.deleted.add(key)
+                continue
             self.windows[key] = window
             self._schedule(window)
 

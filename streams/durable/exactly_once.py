@@ -110,6 +110,10 @@ class SourceLedger:
 
     last: int = -1  # every offset up to here: applied, acknowledged, saved
     out: dict[Destination, int] = field(default_factory=dict)  # next offset accounted for
+    # State of the whole source that must be saved with `last`, not before it (the
+    # window agent's clock: a watermark saved ahead of its ledger would make
+    # redelivered events late).
+    extra: Any = None
     # Found past `out` by the last takeover (never saved: below `last` once saved again).
     written: dict[Destination, Position] = field(default_factory=dict)
     ids: dict[Destination, set[str]] = field(default_factory=dict)
@@ -142,15 +146,19 @@ class SourceLedger:
 
     def to_bytes(self) -> bytes:
         """The saved form (what a takeover found is not saved, see `written`)."""
-        return orjson.dumps(
-            {"last": self.last, "out": [[t, p, o] for (t, p), o in sorted(self.out.items())]}
-        )
+        state: dict[str, Any] = {
+            "last": self.last, "out": [[t, p, o] for (t, p), o in sorted(self.out.items())]
+        }
+        if self.extra is not None:
+            state["extra"] = self.extra
+        return orjson.dumps(state)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> SourceLedger:
         """Inverse of to_bytes."""
         state = orjson.loads(raw)
-        return cls(int(state["last"]), {(str(t), int(p)): int(o) for t, p, o in state["out"]})
+        out = {(str(t), int(p)): int(o) for t, p, o in state["out"]}
+        return cls(int(state["last"]), out, extra=state.get("extra"))
 
 
 class LedgerStore(Protocol):
@@ -344,7 +352,7 @@ class Ledgers:
         self.store = store
         self.destinations = destinations
         self.by_source: dict[Source, SourceLedger] = {}
-        self._saved: dict[Source, tuple[int, tuple[tuple[Destination, int], ...]]] = {}
+        self._saved: dict[Source, bytes] = {}  # as last saved or loaded
 
     def __getitem__(self, source: Source) -> SourceLedger:
         return self.by_source[source]
@@ -376,7 +384,7 @@ class Ledgers:
             await self.store.durable()
         self.by_source.update(loaded)
         for source, ledger in loaded.items():
-            self._saved[source] = (ledger.last, tuple(ledger.out.items()))
+            self._saved[source] = ledger.to_bytes()
 
     def forget(self, sources: Iterable[Source]) -> None:
         """Drop the ledgers of sources this worker no longer owns."""
@@ -388,7 +396,7 @@ class Ledgers:
         """Save the ledger of `source` (after the state of its batch), unless it is
         unchanged since it was last saved or loaded."""
         ledger = self.by_source[source]
-        state = (ledger.last, tuple(ledger.out.items()))
+        state = ledger.to_bytes()
         if self._saved.get(source) != state:
             await self.store.save(source, ledger)
             self._saved[source] = state

@@ -13,12 +13,12 @@ import pytest
 
 from streams.agents.sink_agent import ChannelSink
 from streams.agents.training_agent import TrainingProcessor
-from streams.agents.window_agent import WindowProcessor, clock_key
+from streams.agents.window_agent import WindowProcessor
 from streams.config.channels import CHANNELS
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.windows import WindowConfig
-from streams.durable.exactly_once import ledger_key
+from streams.durable.exactly_once import SourceLedger, ledger_key
 from streams.durable.filesink import ChannelConfig, read_lines
 from tests.unit.agents.stub_app import StubTable, message, stub_app
 
@@ -77,9 +77,10 @@ def test_window_agent_refuses_poison_alone_and_applies_the_rest(
     windows = processor.partitions[("engine", 0)]
     assert sum(w.stats.count for w in windows.windows.values()) == 4  # events 1, 2, 3, 6
     assert processor.ledgers[(EXECUTIONS, 0)].last == 4
-    # The ledger is the last changelog write of the batch, the clock just before it.
+    # The ledger, with the clock in it, is the last changelog write of the batch.
     assert app.producer.sent[-1].key == ledger_key((EXECUTIONS, 0))
-    assert app.producer.sent[-2].key == clock_key("engine", 0)
+    saved = SourceLedger.from_bytes(app.producer.sent[-1].value or b"")
+    assert saved.last == 4 and saved.extra == windows.clock.to_state()
 
     sent = len(app.producer.sent)
     loop.run_until_complete(processor.process(batch))  # delivered again
