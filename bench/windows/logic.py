@@ -16,7 +16,7 @@ each changed window's state to the changelog (orjson.dumps of Window.to_state) â
 nothing of Kafka. Each repeat starts from empty state; the median is reported.
 
 `digest` is a hash of every emitted record (in order) and every window's changelog
-write (per batch, sorted by key; clocks left out, as they hold the wall time): two
+write (per batch, sorted by key; ledgers left out, as their clocks hold the wall time): two
 versions of the logic that behave the same print the same digest. The stub producer's
 futures are timed too (a few percent of the 1,000-engine figure).
 """
@@ -38,8 +38,10 @@ import orjson
 
 from bench.common.kafka import json_array
 from bench.windows.workload import make_workload
-from streams.agents.window_agent import CLOCK_PREFIX, WindowProcessor
+from streams.agents.window_agent import WindowProcessor
+from streams.config.settings import Settings
 from streams.domain.windows import EXECUTIONS, PartitionWindows, WindowConfig
+from streams.durable.exactly_once import SourceLedger, is_bookkeeping
 
 TOPIC = "engine.executions"
 PARTITIONS = 4
@@ -94,6 +96,7 @@ def new_processor(config: WindowConfig, sink: Any) -> WindowProcessor:
     """A WindowProcessor with stubs for its app, table and names, and its partitions
     built empty (what _ensure gives on a fresh table)."""
     app = types.SimpleNamespace(producer=StubProducer(sink))
+    partitions = {topic: PARTITIONS for topic in ("engine.metrics.windows", "engine.dead_letter")}
     table = types.SimpleNamespace(
         data={},
         changelog_topic=types.SimpleNamespace(get_topic_name=lambda: "windows-changelog"),
@@ -105,15 +108,15 @@ def new_processor(config: WindowConfig, sink: Any) -> WindowProcessor:
     )
     processor = WindowProcessor(
         app,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
+        Settings(),
         config,
         table,  # type: ignore[arg-type]
         names,  # type: ignore[arg-type]
+        partitions,
     )
     for p in range(PARTITIONS):
         processor.partitions[(EXECUTIONS, p)] = PartitionWindows(EXECUTIONS, config)
-        processor.already_emitted[(EXECUTIONS, p)] = set()
-        processor.already_dead[(EXECUTIONS, p)] = set()
+        processor.ledgers.by_source[(TOPIC, p)] = SourceLedger()
     return processor
 
 
@@ -134,8 +137,8 @@ async def run_once(messages: list[Message], take: int, digest: bool) -> tuple[fl
         nonlocal emitted
         if topic == "engine.metrics.windows":
             emitted += 1
-        # Clocks hold the wall time: not a function of the events.
-        if digest and not key.startswith(CLOCK_PREFIX):
+        # Ledgers hold the clocks, and so the wall time: not a function of the events.
+        if digest and not is_bookkeeping(key):
             written.append((topic, key, b"-" if value is None else value))
 
     processor = new_processor(WindowConfig(), sink)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import faust
@@ -33,6 +33,7 @@ from streams.durable.exactly_once import (
     Outputs,
     Position,
     Source,
+    SourceLedger,
     TableLedgers,
     TableWriter,
     is_bookkeeping,
@@ -222,7 +223,7 @@ def apply_batch(
     event_type: str,
     handle: EventHandler,
     messages: list[Any],
-    ledgers: Ledgers,
+    ledgers: Mapping[Source, SourceLedger],
 ) -> tuple[DeadLetterFactory, set[Source]]:
     """Apply `handle` to every event of `messages` (each partition in offset order)
     not applied before; answer the batch's dead letters and its sources. An event (or
@@ -276,17 +277,16 @@ async def apply_and_save(
 ) -> None:
     """One batch of the protocol: apply, send and acknowledge the dead letters, write
     the records, then the ledgers."""
-    ledgers = state.ledgers
-    await ledgers.ensure((state.source, m.partition) for m in messages)
+    ledgers = await state.ledgers.ensure((state.source, m.partition) for m in messages)
     letters, sources = apply_batch(state, event_type, handle, messages, ledgers)
-    outputs = Outputs(state.app.producer, ledgers)
+    outputs = Outputs(state.app.producer, state.table.name, ledgers)
     await outputs.dead_letters(
         letters.letters, dead_letter_topic, state.dead_letter_partitions, time.time()
     )
     await outputs.acknowledged()
     await state.save()
     for source in sources:
-        await ledgers.save(source)
+        await state.ledgers.save(source)
 
 
 def register_keyed_agent(

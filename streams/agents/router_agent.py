@@ -75,13 +75,13 @@ class RouterProcessor:
         by_source: dict[Source, list[Message]] = {}
         for message in messages:
             by_source.setdefault((message.topic, message.partition), []).append(message)
-        await self.ledgers.ensure(by_source)
-        outputs = Outputs(self.app.producer, self.ledgers)
+        ledgers = await self.ledgers.ensure(by_source)
+        outputs = Outputs(self.app.producer, AGENT, ledgers)
         names = self.names
         dead_partitions = self.partitions[names.dead_letter]
         now = time.time()
         for source, taken in by_source.items():
-            ledger = self.ledgers[source]
+            ledger = ledgers[source]
             routed: list[RoutedEvent] = []
             letters: list[DeadLetter] = []
             top = ledger.last

@@ -147,11 +147,11 @@ class ChannelSink:
         async with self.lock:
             for partition in by_partition:
                 await self._open(partition)
-            await self.ledgers.ensure((self.topic, p) for p in by_partition)
+            ledgers = await self.ledgers.ensure((self.topic, p) for p in by_partition)
             batches: list[tuple[PartitionFile, list[tuple[int, bytes]], set[Hashable], int]] = []
             letters: list[DeadLetter] = []
             for partition, taken in by_partition.items():
-                ledger = self.ledgers[(self.topic, partition)]
+                ledger = ledgers[(self.topic, partition)]
                 seen = self.seen[partition]
                 fresh: set[Hashable] = set()
                 lines: list[tuple[int, bytes]] = []
@@ -162,14 +162,14 @@ class ChannelSink:
                     self._lines(where, message.value, seen, fresh, lines, letters)
                     ledger.applied_through(message.offset)
                 batches.append((self.files[partition], lines, fresh, ledger.last))
-            outputs = Outputs(self.app.producer, self.ledgers)
+            outputs = Outputs(self.app.producer, self.agent, ledgers)
             sent = await outputs.dead_letters(
                 letters, self.dead_letter_topic, self.dead_letter_partitions, time.time()
             )
             self.refused += len(sent)
             await outputs.acknowledged()
             for part, lines, fresh, through in batches:
-                ledger = self.ledgers[(self.topic, part.partition)]
+                ledger = ledgers[(self.topic, part.partition)]
                 started = time.perf_counter()
                 written = await asyncio.to_thread(part.write, lines, through, ledger.out)
                 if lines:

@@ -85,12 +85,12 @@ class TrainingProcessor:
         """Decide a batch of comparison messages (each partition in offset order)."""
         async with self.lock:
             sources = {(self.source, m.partition) for m in messages}
-            await self.ledgers.ensure(sources)
-            outputs = Outputs(self.app.producer, self.ledgers)
+            ledgers = await self.ledgers.ensure(sources)
+            outputs = Outputs(self.app.producer, AGENT, ledgers)
             decided: dict[tuple[int, bytes], bytes] = {}
             letters: list[DeadLetter] = []
             for message in messages:
-                ledger = self.ledgers[(self.source, message.partition)]
+                ledger = ledgers[(self.source, message.partition)]
                 if ledger.applied(message.offset):
                     continue  # decided before a restart; the ledger was saved after it
                 await self._decide_message(message, outputs, decided, letters)

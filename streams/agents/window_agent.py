@@ -27,11 +27,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import Message
+from faust.types import TP, Message
 from faust.web import Request, Response, View
 
 from streams.config.settings import Settings
@@ -61,6 +62,7 @@ from streams.durable.exactly_once import (
     Ledgers,
     Outputs,
     Source,
+    SourceLedger,
     TableLedgers,
     TableWriter,
     is_bookkeeping,
@@ -75,6 +77,17 @@ AGENT = "windows"
 # Messages per batch at most: each batch writes each window it changed to the
 # changelog once, so larger batches mean fewer writes.
 WINDOW_TAKE = 10000
+
+
+Where = tuple[str, int]  # (window kind, source partition)
+
+
+@dataclass(slots=True)
+class Taken:
+    """A source partition this worker has taken over: its windows and its ledger."""
+
+    windows: PartitionWindows
+    ledger: SourceLedger
 
 
 class WindowProcessor:
@@ -125,40 +138,39 @@ class WindowProcessor:
 
     # --- building a partition's windows from the table --------------------------
 
-    async def _ensure(self, kind: str, partition: int) -> PartitionWindows:
-        found = self.partitions.get((kind, partition))
-        if found is not None:
-            return found
-        await self._take_over([(kind, partition)])
-        return self.partitions[(kind, partition)]
-
-    async def _take_over(self, wanted: list[tuple[str, int]]) -> None:
-        """Build the windows of source partitions from the table, and take over their
-        ledgers (one read-back for all of them)."""
-        wanted = [where for where in wanted if where not in self.partitions]
-        if not wanted:
-            return
-        data = self.table.data
+    async def _take_over(self, wanted: Iterable[Where]) -> dict[Where, Taken]:
+        """The windows and ledgers of source partitions, built from the table and taken
+        over (one read-back for all of them) where needed. A batch keeps using what
+        this answers even if a rebalance revokes a partition meanwhile."""
+        wanted = set(wanted)
+        ledgers = await self.ledgers.ensure(self._source(*where) for where in wanted)
+        taken: dict[Where, Taken] = {}
+        missing = []
+        for where in wanted:
+            windows = self.partitions.get(where)
+            if windows is None:
+                missing.append(where)
+            else:
+                taken[where] = Taken(windows, ledgers[self._source(*where)])
+        if not missing:
+            return taken
+        restored: dict[Where, dict[Any, Window]] = {where: {} for where in missing}
         source_partitions = self.settings.partitions
-        restored: dict[tuple[str, int], dict[Any, Window]] = {where: {} for where in wanted}
-        for raw_key, value in list(data.items()):
+        for raw_key, value in list(self.table.data.items()):
             if is_bookkeeping(raw_key) or value is None:
                 continue
             key = decode_key(raw_key.decode())
             found = restored.get((key[0], partition_for(key[1].encode(), source_partitions)))
             if found is not None:
                 found[key] = Window.from_state(key, orjson.loads(value))
-        await self.ledgers.ensure(self._source(*where) for where in wanted)
-        for kind, partition in wanted:
-            # The clock is saved in the ledger, with the offsets it has seen (rule 5).
-            saved = self.ledgers[self._source(kind, partition)].extra
-            clock = Clock() if saved is None else Clock.from_state(saved)
+        for kind, partition in missing:
+            ledger = ledgers[self._source(kind, partition)]
+            # The clock is saved in the ledger, with the offsets it has seen.
+            clock = Clock() if ledger.extra is None else Clock.from_state(ledger.extra)
             windows = PartitionWindows(kind, self.config, clock)
             windows.restore(restored[(kind, partition)])
             self.partitions[(kind, partition)] = windows
-            _, expired = windows.take_changes()
-            for window_key in expired:  # deletions a crash cut short
-                await self.writer.put(partition, encode_key(window_key).encode(), None)
+            taken[(kind, partition)] = Taken(windows, ledger)
             log.info(
                 "windows %s/%d: %d restored, watermark %s",
                 kind,
@@ -166,6 +178,11 @@ class WindowProcessor:
                 len(restored[(kind, partition)]),
                 clock.watermark,
             )
+        for kind, partition in missing:
+            _, expired = taken[(kind, partition)].windows.take_changes()
+            for window_key in expired:  # deletions a crash cut short
+                await self.writer.put(partition, encode_key(window_key).encode(), None)
+        return taken
 
     def _source(self, kind: str, partition: int) -> Source:
         return self.topic_of_kind[kind], partition
@@ -173,16 +190,19 @@ class WindowProcessor:
     async def ensure(self, kind: str, partition: int) -> PartitionWindows:
         """The windows of a source partition, built from the table if needed."""
         async with self.lock:
-            return await self._ensure(kind, partition)
+            return (await self._take_over([(kind, partition)]))[(kind, partition)].windows
 
     async def ensure_assigned(self) -> None:
         """Build the windows of every source partition assigned to this worker."""
         async with self.lock:
-            await self._take_over([
-                (self.sources[tp.topic], tp.partition)
-                for tp in self.app.consumer.assignment()
-                if tp.topic in self.sources
-            ])
+            await self._take_over(self._assigned())
+
+    def _assigned(self) -> list[Where]:
+        return [
+            (self.sources[tp.topic], tp.partition)
+            for tp in self.app.consumer.assignment()
+            if tp.topic in self.sources
+        ]
 
     def revoke(self, tps: Iterable[Any]) -> None:
         """Forget partitions this worker no longer owns (rebuilt if they come back)."""
@@ -203,15 +223,14 @@ class WindowProcessor:
         taken = 0
         loads = orjson.loads
         async with self.lock:
-            await self._take_over(
-                list({(self.sources[m.topic], m.partition) for m in messages})
+            owned = await self._take_over(
+                (self.sources[m.topic], m.partition) for m in messages
             )
-            outcomes: dict[tuple[str, int], Outcome] = {}
+            outcomes: dict[Where, Outcome] = {}
             for message in messages:
                 kind = self.sources[message.topic]
                 where = (kind, message.partition)
-                windows = self.partitions[where]
-                ledger = self.ledgers[(message.topic, message.partition)]
+                windows, ledger = owned[where].windows, owned[where].ledger
                 offset = message.offset
                 if ledger.applied(offset):
                     continue  # redelivered after a restart; its batch was saved
@@ -242,8 +261,8 @@ class WindowProcessor:
                             raise
                         outcome.failed.append(((offset, index), doc, exc))
                 ledger.applied_through(offset)
-            for (kind, partition), outcome in outcomes.items():
-                await self._flush(kind, partition, outcome)
+            for where, outcome in outcomes.items():
+                await self._flush(where[1], owned[where], outcome)
         self.messages_in += len(messages)
         self.events_in += taken
         self.last_batch_at = time.time()
@@ -278,12 +297,10 @@ class WindowProcessor:
         # for it (it did: 5 s stalls every 6 s while never-used partitions were idle).
         async with self.lock:
             candidates = []
-            assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.sources]
-            await self._take_over([(self.sources[tp.topic], tp.partition) for tp in assigned])
-            for tp in assigned:
-                windows = self.partitions[(self.sources[tp.topic], tp.partition)]
+            for (kind, partition), found in (await self._take_over(self._assigned())).items():
+                windows = found.windows
                 if windows.has_events and now - windows.clock.last_event_wall >= idle_after:
-                    candidates.append(tp)
+                    candidates.append(TP(self.topic_of_kind[kind], partition))
         if not candidates:
             return
         highs = await self.app.consumer.highwaters(*candidates)
@@ -292,26 +309,28 @@ class WindowProcessor:
                 return
             assignment = self.app.consumer.assignment()
             for tp in candidates:
-                found = self.partitions.get((self.sources[tp.topic], tp.partition))
-                if tp not in assignment or found is None:
-                    continue  # revoked meanwhile
-                if now - found.clock.last_event_wall < idle_after:
-                    continue  # events came meanwhile
+                where = (self.sources[tp.topic], tp.partition)
+                idle = self.partitions.get(where)
                 ledger = self.ledgers.get((tp.topic, tp.partition))
-                if ledger is None or ledger.last + 1 < highs.get(tp, 0):
+                if tp not in assignment or idle is None or ledger is None:
+                    continue  # revoked meanwhile
+                if now - idle.clock.last_event_wall < idle_after:
+                    continue  # events came meanwhile
+                if ledger.last + 1 < highs.get(tp, 0):
                     continue  # not idle: behind on its input
                 outcome = Outcome()
-                found.advance_idle(now, outcome)
-                if outcome.emitted or found.dirty or found.deleted:
-                    await self._flush(found.kind, tp.partition, outcome)
+                idle.advance_idle(now, outcome)
+                if outcome.emitted or idle.dirty or idle.deleted:
+                    await self._flush(tp.partition, Taken(idle, ledger), outcome)
 
-    async def _flush(self, kind: str, partition: int, outcome: Outcome) -> None:
+    async def _flush(self, partition: int, taken: Taken, outcome: Outcome) -> None:
         """Emit and acknowledge, then save the state, then the ledger (the protocol's
         order: the state never claims an emission that did not happen)."""
-        windows = self.partitions[(kind, partition)]
+        windows, ledger = taken.windows, taken.ledger
+        kind = windows.kind
         source = self._source(kind, partition)
-        position = (self.ledgers[source].last, -1)
-        outputs = Outputs(self.app.producer, self.ledgers)
+        position = (ledger.last, -1)
+        outputs = Outputs(self.app.producer, AGENT, {source: ledger})
         destination = (self.names.metrics_windows, partition)
         for record in outcome.emitted:
             emission = orjson.dumps(emission_id(record)).decode()
@@ -340,7 +359,7 @@ class WindowProcessor:
         put = self.writer.put
         for window in changed:
             await put(partition, encode_key(window.key).encode(), orjson.dumps(window.to_state()))
-        self.ledgers[source].extra = windows.clock.to_state()
+        ledger.extra = windows.clock.to_state()
         await self.ledgers.save(source)
         for window_key in deleted:
             await put(partition, encode_key(window_key).encode(), None)

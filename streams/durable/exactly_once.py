@@ -361,12 +361,15 @@ class Ledgers:
         """The ledger of `source` if it is taken over already."""
         return self.by_source.get(source)
 
-    async def ensure(self, sources: Iterable[Source]) -> None:
+    async def ensure(self, sources: Iterable[Source]) -> dict[Source, SourceLedger]:
         """Take over `sources` not taken yet: load or start their ledgers, read back the
-        destinations once for all of them (rule 6)."""
-        missing = [s for s in set(sources) if s not in self.by_source]
+        destinations once for all of them (rule 6). Answers the ledgers of `sources`:
+        a batch keeps using them even if a rebalance revokes a source meanwhile."""
+        wanted = set(sources)
+        found = {s: self.by_source[s] for s in wanted if s in self.by_source}
+        missing = [s for s in wanted if s not in found]
         if not missing:
-            return
+            return found
         loaded: dict[Source, SourceLedger] = {}
         fresh: set[Source] = set()
         for source in missing:
@@ -385,6 +388,7 @@ class Ledgers:
         self.by_source.update(loaded)
         for source, ledger in loaded.items():
             self._saved[source] = ledger.to_bytes()
+        return found | loaded
 
     def forget(self, sources: Iterable[Source]) -> None:
         """Drop the ledgers of sources this worker no longer owns."""
@@ -394,8 +398,11 @@ class Ledgers:
 
     async def save(self, source: Source) -> None:
         """Save the ledger of `source` (after the state of its batch), unless it is
-        unchanged since it was last saved or loaded."""
-        ledger = self.by_source[source]
+        unchanged since it was last saved or loaded, or the source was revoked (its
+        next owner reads back from the ledger saved before, which is as safe)."""
+        ledger = self.by_source.get(source)
+        if ledger is None:
+            return
         state = ledger.to_bytes()
         if self._saved.get(source) != state:
             await self.store.save(source, ledger)
@@ -404,7 +411,7 @@ class Ledgers:
 
 @dataclass(slots=True)
 class _Pending:
-    source: Source
+    ledger: SourceLedger
     destination: Destination
     future: Awaitable[Any]
 
@@ -413,9 +420,12 @@ class Outputs:
     """The outputs of one batch of one agent: each sent only if its source's ledger
     needs it, all acknowledged together before the batch's state is saved."""
 
-    def __init__(self, producer: Any, ledgers: Ledgers) -> None:
+    def __init__(
+        self, producer: Any, agent: str, ledgers: Mapping[Source, SourceLedger]
+    ) -> None:
         self.producer = producer
-        self.ledgers = ledgers
+        self.agent = agent
+        self.ledgers = ledgers  # of the batch's sources (see Ledgers.ensure)
         self.pending: list[_Pending] = []
         self.skipped = 0
 
@@ -433,13 +443,13 @@ class Outputs:
         if not ledger.needs(destination, position, output_id):
             self.skipped += 1
             return False
-        headers = [source_header(self.ledgers.agent, source, position)]
+        headers = [source_header(self.agent, source, position)]
         if output_id is not None:
             headers.append((ID_HEADER, output_id.encode()))
         future = await self.producer.send(
             destination[0], key, value, destination[1], None, headers
         )
-        self.pending.append(_Pending(source, destination, future))
+        self.pending.append(_Pending(ledger, destination, future))
         return True
 
     async def acknowledged(self) -> int:
@@ -448,7 +458,7 @@ class Outputs:
         pending, self.pending = self.pending, []
         results = await asyncio.gather(*(p.future for p in pending))
         for sent, result in zip(pending, results, strict=True):
-            self.ledgers[sent.source].acknowledged(sent.destination, result.offset + 1)
+            sent.ledger.acknowledged(sent.destination, result.offset + 1)
         return len(pending)
 
     async def dead_letters(

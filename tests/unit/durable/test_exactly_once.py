@@ -134,15 +134,15 @@ def test_dead_letters_go_in_position_order_and_once(monkeypatch: pytest.MonkeyPa
     letters = [letter(5, 2), letter(3, None), letter(5, 0)]
 
     async def scenario() -> list[DeadLetter]:
-        await ledgers.ensure([("in", 0)])
-        outputs = Outputs(app.producer, ledgers)
+        taken = await ledgers.ensure([("in", 0)])
+        outputs = Outputs(app.producer, "jobs", taken)
         first = await outputs.dead_letters(letters, "dl", 1, 0.0)
         await outputs.acknowledged()
         # The worker dies before the ledger is saved: the takeover loads the ledger the
         # first takeover saved, and finds the dead letters past it.
         ledgers.forget([("in", 0)])
-        await ledgers.ensure([("in", 0)])
-        again = await Outputs(app.producer, ledgers).dead_letters(letters, "dl", 1, 0.0)
+        taken = await ledgers.ensure([("in", 0)])
+        again = await Outputs(app.producer, "jobs", taken).dead_letters(letters, "dl", 1, 0.0)
         assert again == []
         return first
 
