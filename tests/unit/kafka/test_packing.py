@@ -1,9 +1,11 @@
-"""Packing tests: routed events become per-partition messages, bounded in bytes, none lost.
+"""Packing tests: events become per-partition messages, bounded, none lost.
 
-`partition_for` must be Kafka's default partitioner (murmur2, as the Java client and
-aiokafka's DefaultPartitioner compute it), so an entity's events land together whether
-they travel alone or packed. `pack` must keep every event exactly once, in order within
-its partition, and respect `max_bytes` except for an event that alone exceeds it.
+`pack_by_partition` (shared by the router and the SDK) must keep every item exactly
+once, in order within its partition (Kafka's default partitioner's, see
+test_partitioner.py), and respect `max_events` and `max_bytes` except for an item
+that alone exceeds them; a message is keyed only when its items share a key and the
+partition is known. The router's `pack` must do so for routed events per typed topic
+and carry each message's highest source position.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.domain.router import RoutedEvent
-from streams.kafka.packing import Outgoing, pack
+from streams.kafka.packing import Outgoing, Packed, pack, pack_by_partition
 from streams.kafka.partitioner import partition_for
 
 NAMES = TopicNames()
@@ -35,8 +37,11 @@ def kafka_partition(key: bytes, partitions: int) -> int:
     return result
 
 
-def event(event_type: str, key: str, n: int = 0, pad: int = 0) -> RoutedEvent:
-    return RoutedEvent(event_type, key, {"key": key, "n": n, "pad": "x" * pad})
+def event(
+    event_type: str, key: str, n: int = 0, pad: int = 0, offset: int = -1, index: int = -1
+) -> RoutedEvent:
+    doc = {"key": key, "n": n, "pad": "x" * pad}
+    return RoutedEvent(event_type, key, doc, offset, None, index)
 
 
 def unpack(message: Outgoing) -> list[dict[str, Any]]:
@@ -87,46 +92,122 @@ def check_pack(
     return out
 
 
-# -------------------------------------------------------------- partitioner --
+# ------------------------------------------------------------ pack_by_partition --
 
-KNOWN_KEYS = [
-    b"",
-    b"a",
-    b"gpt-x",
-    b"llm-gw-1",
-    b"sess-42",
-    b"0123456789abcdef0123456789abcdef",
-    "ünïcödé-engine".encode(),
-    b"\x00\xff\x80\x7f",
-    b"x" * 1000,
-]
+Item = tuple[bytes | None, bytes]
 
 
-@pytest.mark.parametrize(
-    ("key", "partition"),
-    [(b"", 681), (b"a", 524), (b"ab", 434), (b"abc", 107), (b"123456789", 566), (b"\x00 ", 742)],
+def body(n: int, pad: int = 0) -> bytes:
+    return orjson.dumps({"n": n, "pad": "x" * pad})
+
+
+def check_chunks(
+    items: list[Item], partitions: int | None, max_bytes: int, max_events: int | None
+) -> list[Packed[Item]]:
+    """Pack `items` and check every property both the router and the SDK rely on."""
+    out = pack_by_partition(items, partitions, max_bytes, max_events)
+    by_partition: dict[int | None, list[Item]] = {}
+    for message in out:
+        assert message.count == len(message.items) >= 1
+        if max_events is not None:
+            assert message.count <= max_events
+        value = message.value()
+        if message.count == 1:
+            assert value == message.items[0][1]
+        else:
+            assert len(value) <= max_bytes
+            assert orjson.loads(value) == [orjson.loads(b) for _, b in message.items]
+        keys = {key for key, _ in message.items}
+        for key in keys:
+            expected = None if key is None or partitions is None else partition_for(key, partitions)
+            assert message.partition == expected
+        shared = next(iter(keys)) if len(keys) == 1 and message.partition is not None else None
+        assert message.key == shared
+        by_partition.setdefault(message.partition, []).extend(message.items)
+    # every item exactly once (the very objects), in input order within its partition
+    expected_groups: dict[int | None, list[Item]] = {}
+    for item in items:
+        key = item[0]
+        where = None if key is None or partitions is None else partition_for(key, partitions)
+        expected_groups.setdefault(where, []).append(item)
+    assert {p: [id(i) for i in g] for p, g in by_partition.items()} == {
+        p: [id(i) for i in g] for p, g in expected_groups.items()
+    }
+    # greedy: a message is closed only because the next item would not fit
+    for first, second in itertools.pairwise(out):
+        if first.partition == second.partition:
+            # the array's brackets, and each body with its comma (or the closing bracket)
+            size = 1 + sum(len(b) + 1 for _, b in [*first.items, second.items[0]])
+            full = max_events is not None and first.count >= max_events
+            assert full or size > max_bytes
+    return out
+
+
+def test_nothing_to_chunk() -> None:
+    assert pack_by_partition([], 4, 1000) == []
+    assert pack_by_partition([], None, 1000, 10) == []
+
+
+def test_chunks_respect_max_events() -> None:
+    items: list[Item] = [(b"gpt-x", body(n)) for n in range(10)]
+    out = check_chunks(items, 4, 1_000_000, 4)
+    assert [m.count for m in out] == [4, 4, 2]
+    assert {m.key for m in out} == {b"gpt-x"}
+    assert [m.items for m in out] == [items[0:4], items[4:8], items[8:10]]
+
+
+def test_without_partition_count_everything_goes_unkeyed_together() -> None:
+    items: list[Item] = [(f"e-{n}".encode(), body(n)) for n in range(6)] + [(None, body(6))]
+    [message] = check_chunks(items, None, 1_000_000, None)
+    assert (message.partition, message.key, message.count) == (None, None, 7)
+    lone = check_chunks([(b"gpt-x", body(0))], None, 1000, None)
+    assert [(m.partition, m.key) for m in lone] == [(None, None)]
+
+
+def test_keyless_items_go_to_no_partition_in_particular() -> None:
+    items: list[Item] = [(None, body(0)), (b"gpt-x", body(1)), (None, body(2))]
+    out = check_chunks(items, 4, 1000, None)
+    assert [(m.partition, m.key, m.count) for m in out] == [
+        (None, None, 2),
+        (partition_for(b"gpt-x", 4), b"gpt-x", 1),
+    ]
+
+
+def test_an_item_over_both_bounds_travels_alone() -> None:
+    items: list[Item] = [(b"k", body(0)), (b"k", body(1, pad=5000)), (b"k", body(2))]
+    out = check_chunks(items, 4, 1000, 1)
+    assert [m.count for m in out] == [1, 1, 1]
+    assert out[1].value() == items[1][1]
+
+
+def test_items_carry_what_the_caller_adds() -> None:
+    items = [(b"a", body(n), ("anything", n)) for n in range(3)]
+    [message] = pack_by_partition(items, 4, 1000)
+    assert message.items == items and message.items[2][2] == ("anything", 2)
+
+
+def test_a_topic_without_partitions_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        pack_by_partition([(b"a", body(0))], 0, 1000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=st.lists(
+        st.tuples(
+            st.sampled_from([None, b"gpt-x", b"a", b"b", b"sess-42"]) | st.binary(max_size=6),
+            st.builds(body, st.integers(0, 10**6), st.integers(0, 300)),
+        ),
+        max_size=60,
+    ),
+    partitions=st.none() | st.integers(1, 9),
+    max_bytes=st.integers(1, 3000),
+    max_events=st.none() | st.integers(1, 8),
 )
-def test_partition_for_matches_the_java_client(key: bytes, partition: int) -> None:
-    # vectors from Kafka's Java client (org.apache.kafka.common.utils.Utils.murmur2), 1000
-    # partitions, as kafka-python's compatibility test lists them
-    assert partition_for(key, 1000) == partition
-
-
-@pytest.mark.parametrize("partitions", [1, 2, 3, 4, 7, 12, 64, 1000])
-def test_partition_for_matches_default_partitioner(partitions: int) -> None:
-    for key in KNOWN_KEYS + [f"engine-{i}".encode() for i in range(500)]:
-        assert partition_for(key, partitions) == kafka_partition(key, partitions)
-
-
-@settings(max_examples=500, deadline=None)
-@given(key=st.binary(max_size=64) | st.text(max_size=32).map(str.encode), n=st.integers(1, 512))
-def test_partition_for_matches_default_partitioner_for_any_key(key: bytes, n: int) -> None:
-    assert partition_for(key, n) == kafka_partition(key, n)
-
-
-def test_keys_spread_over_partitions() -> None:
-    used = {partition_for(f"engine-{i}".encode(), 8) for i in range(200)}
-    assert used == set(range(8))
+def test_chunks_keep_every_item_once_and_in_order(
+    items: list[Item], partitions: int | None, max_bytes: int, max_events: int | None
+) -> None:
+    check_chunks(items, partitions, max_bytes, max_events)
 
 
 # -------------------------------------------------------------------- pack --
@@ -242,6 +323,29 @@ def test_pack_accepts_any_iterable() -> None:
 
     out = check_pack(list(generate()), PARTITIONS, 10_000)
     assert pack(generate(), TYPED, PARTITIONS, 10_000) == out
+
+
+def test_a_message_carries_the_highest_source_position_of_its_events() -> None:
+    events = [
+        event("engine_execution", "gpt-x", n, offset=offset, index=index)
+        for n, (offset, index) in enumerate([(7, 2), (9, -1), (7, 5), (8, 0)])
+    ]
+    [message] = check_pack(events, PARTITIONS, 10_000)
+    assert message.source_position == (9, -1)
+    alone = check_pack(events, PARTITIONS, 1)
+    assert [m.source_position for m in alone] == [(7, 2), (9, -1), (7, 5), (8, 0)]
+    other = event("session_event", "sess-42", offset=3, index=1)
+    assert [m.source_position for m in check_pack([*events, other], PARTITIONS, 10_000)] == [
+        (9, -1),
+        (3, 1),
+    ]
+
+
+def test_pre_encoded_bodies_are_sent_as_they_are() -> None:
+    raw = b'{"key": "gpt-x",  "n": 1}'  # not orjson's spacing: kept to the byte
+    routed = RoutedEvent("engine_execution", "gpt-x", {"key": "gpt-x", "n": 1}, 4, raw, -1)
+    [message] = pack([routed], TYPED, PARTITIONS, 10_000)
+    assert message.value == raw and message.source_position == (4, -1)
 
 
 # -------------------------------------------------------------- properties --
