@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 
 from bench.common.cpu import machine_busy_seconds
+from streams.config.channels import ChannelConfig
 from streams.durable.atomic import fsync_dir
-from streams.durable.filesink import ChannelConfig, Checkpoint, PartitionFile, read_lines
+from streams.durable.filesink import Checkpoint, PartitionFile, read_lines
 from streams.kafka.fleet import Fleet
 
 DEFAULTS = ChannelConfig(name="bench", filename="executions.jsonl")

@@ -7,7 +7,7 @@ The same pre-generated lines (engine_execution events of ~350 bytes from
 ``streams.kafka.fleet.Fleet(rng=random.Random(1)).execution()``, encoded with orjson) are
 written by:
 
-(a) ``PartitionFile.write`` with the defaults (streams.durable.filesink.ChannelConfig): batches
+(a) ``PartitionFile.write`` with the defaults (streams.config.channels.ChannelConfig): batches
     of ``buffer_size`` = 500 lines, each ONE os.write + fsync + atomically replaced
     checkpoint (temp file, fsync, rename, fsync of the directory), rotation at 64 MiB;
 (b) the same with batches of 50 and of 5000 lines;

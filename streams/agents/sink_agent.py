@@ -31,7 +31,7 @@ import faust
 import orjson
 from faust.types import Message
 
-from streams.config.channels import CHANNELS, Channel
+from streams.config.channels import CHANNELS, Channel, ChannelConfig
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
@@ -43,7 +43,7 @@ from streams.durable.exactly_once import (
     SourceLedger,
     Tails,
 )
-from streams.durable.filesink import ChannelConfig, PartitionFile, PartitionLocked, read_lines
+from streams.durable.filesink import PartitionFile, PartitionLocked, read_lines
 from streams.runtime.bulk import BulkConsumer
 from streams.runtime.failfast import or_exit
 from streams.web.prometheus import Histogram

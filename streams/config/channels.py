@@ -22,7 +22,51 @@ import orjson
 
 from streams.config.topics import TopicNames
 from streams.domain.windows import emission_id
-from streams.durable.filesink import ChannelConfig
+
+MIB = 1024 * 1024
+SUFFIX = ".jsonl"
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One JSONL output channel.
+
+    `buffer_size` and `auto_flush_seconds` are for the caller that batches lines before
+    `PartitionFile.write`; `rotate_bytes` is the size after which the live segment is
+    completed and a new one started.
+    """
+
+    name: str
+    filename: str
+    enabled: bool = True
+    buffer_size: int = 500
+    auto_flush_seconds: float = 1.0
+    rotate_bytes: int = 64 * MIB
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("channel name must not be empty")
+        if (
+            not self.filename.endswith(SUFFIX)
+            or len(self.filename) == len(SUFFIX)
+            or "/" in self.filename
+            or "\\" in self.filename
+            or self.filename.startswith(".")
+        ):
+            raise ValueError(
+                f"channel filename must be a plain '<stem>.jsonl' name, got {self.filename!r}"
+            )
+        if self.buffer_size < 1:
+            raise ValueError("buffer_size must be >= 1")
+        if not self.auto_flush_seconds > 0:
+            raise ValueError("auto_flush_seconds must be > 0")
+        if self.rotate_bytes < 1:
+            raise ValueError("rotate_bytes must be >= 1")
+
+    @property
+    def stem(self) -> str:
+        """`filename` without its ``.jsonl`` suffix."""
+        return self.filename[: -len(SUFFIX)]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from streams.config.channels import channel_configs
-from streams.durable.filesink import ChannelConfig
+from streams.config.channels import ChannelConfig, channel_configs
 
 
 class SettingsError(ValueError):

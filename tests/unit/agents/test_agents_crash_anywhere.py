@@ -30,7 +30,7 @@ from streams.agents.sessions_agent import apply_session_event
 from streams.agents.sink_agent import ChannelSink
 from streams.agents.training_agent import TrainingProcessor
 from streams.agents.window_agent import WindowProcessor
-from streams.config.channels import CHANNELS
+from streams.config.channels import CHANNELS, ChannelConfig
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.router import Router
@@ -38,7 +38,7 @@ from streams.domain.validation import default_registry
 from streams.domain.windows import WindowConfig, emission_id
 from streams.durable import exactly_once
 from streams.durable.exactly_once import TableWriter, is_bookkeeping
-from streams.durable.filesink import ChannelConfig, PartitionFile, read_lines
+from streams.durable.filesink import PartitionFile, read_lines
 from streams.runtime.router_counters import RouterCounters
 from tests.unit.agents.stub_app import Sent, StubProducer, StubTable, StubTails, message
 

@@ -14,12 +14,12 @@ import pytest
 from streams.agents.sink_agent import ChannelSink
 from streams.agents.training_agent import TrainingProcessor
 from streams.agents.window_agent import WindowProcessor
-from streams.config.channels import CHANNELS
+from streams.config.channels import CHANNELS, ChannelConfig
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.windows import WindowConfig
 from streams.durable.exactly_once import SourceLedger, ledger_key
-from streams.durable.filesink import ChannelConfig, read_lines
+from streams.durable.filesink import read_lines
 from tests.unit.agents.stub_app import StubTable, message, stub_app
 
 NAMES = TopicNames()

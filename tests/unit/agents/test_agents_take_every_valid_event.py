@@ -27,7 +27,7 @@ from streams.agents.keyed_state import EventHandler, KeyedState, apply_batch
 from streams.agents.sessions_agent import apply_session_event
 from streams.agents.sink_agent import ChannelSink
 from streams.agents.training_agent import TrainingProcessor
-from streams.config.channels import CHANNELS
+from streams.config.channels import CHANNELS, ChannelConfig
 from streams.config.settings import Settings
 from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.domain.dead_letters import PROCESSING_ERROR, DeadLetter, Inbound
@@ -35,7 +35,6 @@ from streams.domain.router import Router
 from streams.domain.validation import default_registry
 from streams.domain.windows import EXECUTIONS, REQUESTS, Outcome, PartitionWindows, WindowConfig
 from streams.durable.exactly_once import SourceLedger
-from streams.durable.filesink import ChannelConfig
 from tests.unit.domain.schema_strategies import valid
 
 NAMES = TopicNames()

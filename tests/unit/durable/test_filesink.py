@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
+from streams.config.channels import ChannelConfig
 from streams.durable import atomic, filesink
 from streams.durable.filesink import (
-    ChannelConfig,
     PartitionFile,
     PartitionLocked,
     PartitionStateError,
