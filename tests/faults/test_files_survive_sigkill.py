@@ -30,8 +30,8 @@ from streams.domain.tiering import sample_id_for
 from streams.durable.filesink import read_lines
 from streams.kafka.admin import ensure_topics
 from streams.kafka.fleet import Fleet
-from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration.kafka_io import produce_all, read_until
+from tests.worker_process import WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
 

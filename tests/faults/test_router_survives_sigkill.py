@@ -20,7 +20,6 @@ import pytest
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.kafka.admin import ensure_topics
-from streams.runtime.processes import WorkerProcess
 from tests.integration.kafka_io import produce_all, read_until
 from tests.integration.test_router_end_to_end import (
     KEEP_BYTES,
@@ -28,6 +27,7 @@ from tests.integration.test_router_end_to_end import (
     build_input,
     canonical,
 )
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

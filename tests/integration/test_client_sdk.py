@@ -46,7 +46,7 @@ from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.domain.validation import default_registry
 from streams.kafka.admin import ensure_topics
 from streams.kafka.partitioner import partition_for
-from streams.runtime.processes import free_port
+from tests.worker_process import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -35,8 +35,8 @@ import pytest
 
 from streams.config.settings import Settings
 from streams.kafka.fleet_publisher import Sent, publish_fleet
-from streams.runtime.processes import WorkerProcess
 from streams.web.dashboard import STATIC_DIR, static_file
+from tests.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

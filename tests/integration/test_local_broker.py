@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.runtime.processes import free_port
 from tests.conftest import KAFKA_SH, ROOT
+from tests.worker_process import free_port
 
 pytestmark = pytest.mark.integration
 

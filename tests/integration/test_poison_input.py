@@ -26,8 +26,8 @@ from streams.config.topics import TopicNames
 from streams.domain.avro_codec import load_avro_schemas
 from streams.durable.filesink import read_lines
 from streams.kafka.admin import ensure_topics
-from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration.kafka_io import produce_all, read_until
+from tests.worker_process import WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
 

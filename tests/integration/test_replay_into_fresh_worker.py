@@ -23,7 +23,6 @@ import pytest
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.kafka.admin import ensure_topics
-from streams.runtime.processes import WorkerProcess
 from tests.integration import windows_input as wi
 from tests.integration.kafka_io import read_until
 from tests.integration.test_windows_end_to_end import (
@@ -32,6 +31,7 @@ from tests.integration.test_windows_end_to_end import (
     collect,
     window_env,
 )
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

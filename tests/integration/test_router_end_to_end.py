@@ -28,8 +28,8 @@ from streams.domain.validation import default_registry
 from streams.kafka.admin import ensure_topics
 from streams.kafka.fleet import Fleet
 from streams.kafka.partitioner import partition_for
-from streams.runtime.processes import WorkerProcess
 from tests.integration.kafka_io import produce_all, read_until
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -43,9 +43,9 @@ from streams.domain.jobs import Job, JobStatus
 from streams.domain.sessions import Session
 from streams.kafka.admin import ensure_topics
 from streams.kafka.partitioner import partition_for
-from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration import state_input as si
 from tests.integration.kafka_io import produce_all, read_until
+from tests.worker_process import WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.validation import default_registry
 from streams.kafka.admin import ensure_topics
-from streams.runtime.processes import WorkerProcess, free_port
 from tests.integration import windows_input as wi
 from tests.integration.kafka_io import produce_all, read_until
+from tests.worker_process import WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Run worker processes and wait for them to be ready: for the demo, tests and benchmarks."""
+"""Run worker processes and wait for them to be ready: for the integration and fault tests."""
 
 from __future__ import annotations
 
