@@ -6,7 +6,12 @@ from typing import Any
 
 import faust
 
-from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_keyed_agent
+from streams.agents.keyed_state import (
+    DeadLetterFactory,
+    KeyedState,
+    fold,
+    register_keyed_agent,
+)
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.engine_status import EngineStatus
@@ -15,17 +20,10 @@ from streams.domain.engine_status import EngineStatus
 def apply_lifecycle(state: KeyedState, event: dict[str, Any], letters: DeadLetterFactory) -> None:
     """Fold one engine_event into its engine's status."""
     engine_id = str(event["engine_id"])
-    record = state.get(engine_id)
-    try:
-        if record is None:
-            status = EngineStatus.from_event(event)
-        else:
-            status = EngineStatus.from_json(record)
-            status.apply(event)
-    except ValueError as exc:
-        letters.refuse("schema_violation", f"engine status: {exc}", event)
-        return
-    state.put(engine_id, status.to_json())
+    fold(
+        state, letters, engine_id, event,
+        EngineStatus.from_event, EngineStatus.from_json, "engine status",
+    )
 
 
 def register_engine_status(

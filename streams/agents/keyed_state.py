@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 import orjson
@@ -39,8 +39,8 @@ from streams.durable.exactly_once import (
     is_bookkeeping,
 )
 from streams.kafka.partitioner import partition_for
-from streams.runtime.bulk import BulkConsumer
-from streams.runtime.failfast import or_exit
+from streams.runtime.app import raw_table
+from streams.runtime.bulk import consume_in_bulk
 
 _UNSTAGED = object()  # nothing was staged for the key
 NEVER: Position = (-1, -1)  # the position of a record no event has touched yet
@@ -74,13 +74,7 @@ class KeyedState:
         self.app = app
         self.settings = settings
         self.source = source
-        self.table = cast(
-            faust.Table,
-            app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes),
-        )
-        # Keys and values are bytes already (ids and orjson); stored as they are.
-        self.table.key_serializer = "raw"
-        self.table.value_serializer = "raw"
+        self.table = raw_table(app, name, settings.partitions, f"{name} records, ledgers")
         self.writer = TableWriter(app, self.table)
         self.ledgers: Ledgers  # set by attach_ledgers
         self.dead_letter_partitions = settings.partitions
@@ -218,6 +212,39 @@ class DeadLetterFactory:
 EventHandler = Callable[[KeyedState, dict[str, Any], DeadLetterFactory], None]
 
 
+class Folded(Protocol):
+    """An entity record that events are folded into (a session, an engine's status)."""
+
+    def apply(self, event: dict[str, Any]) -> None: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def fold(
+    state: KeyedState,
+    letters: DeadLetterFactory,
+    key: str,
+    event: dict[str, Any],
+    start: Callable[[dict[str, Any]], Folded],
+    resume: Callable[[dict[str, Any]], Folded],
+    what: str,
+) -> None:
+    """Fold one event into the record of entity `key`: `start` makes the record of an
+    entity seen for the first time, `resume` reads a saved one. An event the record
+    refuses (ValueError) is a `schema_violation` dead letter, the record unchanged."""
+    record = state.get(key)
+    try:
+        if record is None:
+            folded = start(event)
+        else:
+            folded = resume(record)
+            folded.apply(event)
+    except ValueError as exc:
+        letters.refuse("schema_violation", f"{what}: {exc}", event)
+        return
+    state.put(key, folded.to_json())
+
+
 def apply_batch(
     state: KeyedState,
     event_type: str,
@@ -309,21 +336,18 @@ def register_keyed_agent(
         if after_batch is not None:
             await after_batch()
 
-    async def process(messages: list[Message]) -> None:
-        await or_exit(apply(messages), f"applying {event_type} events")
-
-    BulkConsumer(
-        app,
-        [state.source],
-        process,
-        max_batch=settings.state_take,
-        within_s=settings.batch_within_s,
-        name=f"{settings.app_id}.{state.table.name}",
-    )
-
-    def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    def forget(revoked: set[Any]) -> None:
         state.ledgers.forget(
             (tp.topic, tp.partition) for tp in revoked if tp.topic == state.source
         )
 
-    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+    consume_in_bulk(
+        app,
+        [state.source],
+        apply,
+        doing=f"applying {event_type} events",
+        max_batch=settings.state_take,
+        within_s=settings.batch_within_s,
+        name=f"{settings.app_id}.{state.table.name}",
+        on_revoke=forget,
+    )

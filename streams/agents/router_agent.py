@@ -31,8 +31,8 @@ from streams.durable.exactly_once import (
 )
 from streams.kafka.packing import pack
 from streams.kafka.partitioner import partition_for
-from streams.runtime.bulk import BulkConsumer
-from streams.runtime.failfast import or_exit
+from streams.runtime.app import raw_table
+from streams.runtime.bulk import consume_in_bulk
 from streams.runtime.router_counters import RouterCounters
 
 log = logging.getLogger(__name__)
@@ -134,34 +134,21 @@ def register_router(
     """Add the router agent and its ledger table to `app`. `partitions` maps each
     output topic to its partition count as the cluster has it."""
     names: TopicNames = router.names
-    table = cast(
-        faust.Table,
-        app.Table(
-            "router-ledger",
-            partitions=settings.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            help="Per source partition: what the router has written where.",
-        ),
+    table = raw_table(
+        app,
+        "router-ledger",
+        settings.partitions,
+        "Per source partition: what the router has applied and written where.",
     )
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
     processor = RouterProcessor(app, settings, router, partitions, counters, table)
-
-    async def process(messages: list[Message]) -> None:
-        await or_exit(processor.process(messages), "routing")
-
-    BulkConsumer(
+    consume_in_bulk(
         app,
         names.inputs(),
-        process,
+        processor.process,
+        doing="routing",
         max_batch=settings.router_take,
         within_s=settings.batch_within_s,
         name=f"{settings.app_id}.router",
+        on_revoke=processor.revoke,
     )
-
-    def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        processor.revoke(revoked)
-
-    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
     return processor

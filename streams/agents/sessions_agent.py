@@ -8,7 +8,12 @@ from typing import Any
 
 import faust
 
-from streams.agents.keyed_state import DeadLetterFactory, KeyedState, register_keyed_agent
+from streams.agents.keyed_state import (
+    DeadLetterFactory,
+    KeyedState,
+    fold,
+    register_keyed_agent,
+)
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.sessions import Session
@@ -23,17 +28,7 @@ def apply_session_event(
 ) -> None:
     """Fold one session_event into its session record."""
     session_id = str(event["session_id"])
-    record = state.get(session_id)
-    try:
-        if record is None:
-            session = Session.from_event(event)
-        else:
-            session = Session.from_json(record)
-            session.apply(event)
-    except ValueError as exc:
-        letters.refuse("schema_violation", f"session: {exc}", event)
-        return
-    state.put(session_id, session.to_json())
+    fold(state, letters, session_id, event, Session.from_event, Session.from_json, "session")
 
 
 def register_sessions(

@@ -44,8 +44,7 @@ from streams.durable.exactly_once import (
     Tails,
 )
 from streams.durable.filesink import PartitionFile, PartitionLocked, read_lines
-from streams.runtime.bulk import BulkConsumer
-from streams.runtime.failfast import or_exit
+from streams.runtime.bulk import consume_in_bulk
 from streams.web.prometheus import Histogram
 
 log = logging.getLogger(__name__)
@@ -268,26 +267,24 @@ def _register(
         app, settings, channel, config, directory, topic_name, (dead, partitions[dead])
     )
 
-    async def write(messages: list[Message]) -> None:
-        await or_exit(sink.write(messages), f"writing {channel.name} files")
+    async def release(revoked: set[Any]) -> None:
+        await sink.close(tp.partition for tp in revoked if tp.topic == topic_name)
 
-    BulkConsumer(
+    consume_in_bulk(
         app,
         [topic_name],
-        write,
+        sink.write,
+        doing=f"writing {channel.name} files",
         max_batch=config.buffer_size,
         within_s=config.auto_flush_seconds,
         name=f"{settings.app_id}.sink.{channel.name}",
+        on_revoke=release,
     )
-
-    async def release(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        await sink.close(tp.partition for tp in revoked if tp.topic == topic_name)
 
     async def recover(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         # Open (and so recover: cut torn tails) every assigned partition's files now,
         # not when its next record arrives: a partition may get no more records.
         await sink.open_all(tp.partition for tp in assigned if tp.topic == topic_name)
 
-    app.on_partitions_revoked.connect(release)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(recover)  # type: ignore[arg-type]
     return sink

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
@@ -38,8 +38,8 @@ from streams.durable.exactly_once import (
     is_bookkeeping,
 )
 from streams.kafka.partitioner import partition_for
-from streams.runtime.bulk import BulkConsumer
-from streams.runtime.failfast import or_exit
+from streams.runtime.app import raw_table
+from streams.runtime.bulk import consume_in_bulk
 
 WINNER_NOT_CANDIDATE = "winner_not_candidate"
 BELOW_THRESHOLD = "below_threshold"
@@ -214,34 +214,21 @@ def register_training(
     app: faust.App, settings: Settings, names: TopicNames, partitions: dict[str, int]
 ) -> TrainingProcessor:
     """Add the training-sample agent and its decisions table to `app`."""
-    table = cast(
-        faust.Table,
-        app.Table(
-            "training-decisions",
-            partitions=settings.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            help="One decision per comparison id, and each partition's emission ledger.",
-        ),
+    table = raw_table(
+        app,
+        "training-decisions",
+        settings.partitions,
+        "One decision per comparison id, and each partition's ledger.",
     )
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
     processor = TrainingProcessor(app, settings, table, names, partitions)
-
-    async def process(messages: list[Message]) -> None:
-        await or_exit(processor.process(messages), "deciding comparisons")
-
-    BulkConsumer(
+    consume_in_bulk(
         app,
         [processor.source],
-        process,
+        processor.process,
+        doing="deciding comparisons",
         max_batch=settings.state_take,
         within_s=settings.batch_within_s,
         name=f"{settings.app_id}.training",
+        on_revoke=processor.revoke,
     )
-
-    def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        processor.revoke(revoked)
-
-    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
     return processor

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
@@ -68,8 +68,8 @@ from streams.durable.exactly_once import (
     is_bookkeeping,
 )
 from streams.kafka.partitioner import partition_for
-from streams.runtime.bulk import BulkConsumer
-from streams.runtime.failfast import or_exit
+from streams.runtime.app import raw_table
+from streams.runtime.bulk import BulkConsumer, consume_in_bulk
 
 log = logging.getLogger(__name__)
 
@@ -416,33 +416,19 @@ def register_windows(
     partitions: dict[str, int],
 ) -> WindowProcessor:
     """Add the window agent, its table and its idle timer to `app`."""
-    table = cast(
-        faust.Table,
-        app.Table(
-            "windows",
-            partitions=settings.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            help="Window aggregates and partition clocks of the window agent.",
-        ),
+    table = raw_table(
+        app, "windows", settings.partitions, "Window aggregates and ledgers of the window agent."
     )
-    # Keys and values are already bytes (JSON made by orjson): store them as they are.
-    # Set before first use, when the changelog topic is created with these.
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
     processor = WindowProcessor(app, settings, config, table, names, partitions)
-    # Consumed in bulk (streams.runtime.bulk): lists of raw messages, acked once processed
-    # and their outputs queued; no faust Event or Stream per message.
-    async def process(messages: list[Message]) -> None:
-        await or_exit(processor.process(messages), "windowing")
-
-    processor.consumer = BulkConsumer(
+    processor.consumer = consume_in_bulk(
         app,
         processor.sources,
-        process,
+        processor.process,
+        doing="windowing",
         max_batch=WINDOW_TAKE,
         within_s=settings.batch_within_s,
         name=f"{settings.app_id}.windows",
+        on_revoke=processor.revoke,
     )
 
     @app.page("/windows/stats")
@@ -453,10 +439,5 @@ def register_windows(
     @app.timer(1.0)
     async def advance_idle_partitions() -> None:
         await processor.tick()
-
-    def forget(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        processor.revoke(revoked)
-
-    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
 
     return processor

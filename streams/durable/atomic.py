@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -29,19 +31,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_replace(path: Path, data: bytes) -> None:
-    """Replace the content of `path` with `data` atomically and durably.
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A temporary file that replaces `path` atomically and durably when the block ends
+    without an exception; on an exception it is deleted and `path` is untouched.
 
-    Steps: temp file in the same directory, write, flush, fsync, `os.replace` onto
-    `path`, fsync the directory. On an exception before the rename the temp file is
-    deleted and `path` keeps its old content (or stays absent).
+    Steps: temp file in the same directory, the block writes it, flush, fsync,
+    `os.replace` onto `path`, fsync the directory.
     """
     path = Path(path)
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
+            yield tmp
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
@@ -50,3 +53,9 @@ def atomic_replace(path: Path, data: bytes) -> None:
             os.unlink(tmp_name)
         raise
     fsync_dir(directory)
+
+
+def atomic_replace(path: Path, data: bytes) -> None:
+    """Replace the content of `path` with `data` atomically and durably (`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write(data)

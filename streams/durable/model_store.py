@@ -9,13 +9,11 @@ past it) and the temporary file is removed, so nothing is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from streams.durable.atomic import atomic_replace, fsync_dir
+from streams.durable.atomic import atomic_file, atomic_replace, fsync_dir
 
 MAX_MODEL_BYTES = 200_000_000
 CHUNK_BYTES = 1024 * 1024
@@ -53,27 +51,17 @@ def _models_dir(data_dir: Path) -> Path:
 
 
 def _stream_to(path: Path, source: BinaryIO, max_bytes: int) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            total = 0
-            while True:
-                # Never ask for more than one byte past the cap.
-                chunk = source.read(min(CHUNK_BYTES, max_bytes - total + 1))
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > max_bytes:
-                    raise ModelTooLarge(f"model {path.name!r} exceeds {max_bytes} bytes")
-                tmp.write(chunk)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    fsync_dir(path.parent)
+    with atomic_file(path) as tmp:
+        total = 0
+        while True:
+            # Never ask for more than one byte past the cap.
+            chunk = source.read(min(CHUNK_BYTES, max_bytes - total + 1))
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise ModelTooLarge(f"model {path.name!r} exceeds {max_bytes} bytes")
+            tmp.write(chunk)
 
 
 def save_model(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import faust
 
@@ -84,3 +85,16 @@ def keep_root_log_level(app: faust.App, level: str) -> None:
             root.setLevel(wanted)
 
 
+
+
+def raw_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
+    """A changelog-backed table whose keys and values are bytes, stored as they are
+    (the agents encode them with orjson). The serializers are set before first use,
+    when the changelog topic is created with them."""
+    table = cast(
+        faust.Table,
+        app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, help=help),
+    )
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    return table

@@ -36,6 +36,8 @@ from typing import Any, cast
 import faust
 from faust.types import Message
 
+from streams.runtime.failfast import or_exit
+
 log = logging.getLogger(__name__)
 
 BulkHandler = Callable[[list[Message]], Awaitable[None]]
@@ -295,3 +297,36 @@ class BulkConsumer:
                 # rebalance or a shutdown does not wait for them forever.
                 for message in messages:
                     unacked.discard(message)
+
+
+def consume_in_bulk(
+    app: faust.App,
+    topics: Iterable[str],
+    process: BulkHandler,
+    *,
+    doing: str,
+    max_batch: int,
+    within_s: float,
+    name: str,
+    on_revoke: Callable[[set[Any]], Any] | None = None,
+) -> BulkConsumer:
+    """How every agent consumes: `process` gets lists of raw messages of `topics`; a
+    failure stops the worker without committing (streams.runtime.failfast, the log
+    says it failed while `doing`); `on_revoke` hears of partitions taken away."""
+
+    async def handle(messages: list[Message]) -> None:
+        await or_exit(process(messages), doing)
+
+    consumer = BulkConsumer(
+        app, topics, handle, max_batch=max_batch, within_s=within_s, name=name
+    )
+    if on_revoke is not None:
+        revoked_hook = on_revoke
+
+        async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+            result = revoked_hook(revoked)
+            if asyncio.iscoroutine(result):
+                await result
+
+        app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
+    return consumer
