@@ -59,7 +59,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def isolated_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
     """Environment for one test: its own topic prefix, app id, data dir and web port."""
-    from streams.runtime.processes import free_port
+    from tests.worker_process import free_port
 
     tag = uuid.uuid4().hex[:10]
     return {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.common import ROOT
 from streams.config.settings import Settings
-from streams.runtime.processes import WorkerProcess, free_port
+from tests.worker_process import WorkerProcess, free_port
 
 
 def worker_env(settings: Settings, prefix: str, app_id: str, data_dir: Path) -> dict[str, str]:

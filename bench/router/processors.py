@@ -26,7 +26,7 @@ from bench.router.workload import Workload
 from streams.config.settings import Settings
 from streams.config.topics import EVENT_TYPES, TopicNames
 from streams.domain.validation import default_registry
-from streams.runtime.processes import WorkerProcess
+from tests.worker_process import WorkerProcess
 
 # The module whose command line starts the processors' processes (--router-child,
 # --baseline-child).

@@ -7,7 +7,7 @@ Two input shapes of the same events (one event per message; JSON arrays of up to
 `--batch` events of one type), each pre-produced to a fresh prefixed `engine.ingest`
 before any consumer starts, then processed by:
 
-* the router: one `enginestream worker` subprocess (streams.runtime.processes.WorkerProcess);
+* the router: one `enginestream worker` subprocess (tests/worker_process.py launches it);
 * the baseline: a plain asyncio loop in a subprocess (bench/router/baseline.py, started
   through this module's `--baseline-child`): aiokafka consumer -> orjson.loads ->
   jsonschema Draft7Validator -> aiokafka producer, one output message per event;

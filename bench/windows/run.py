@@ -16,7 +16,7 @@ engine_id) and JSON arrays of up to `--batch` events of one partition.
 
 Systems, each a process of its own, one after the other on the same topic:
 
-* `worker`: `enginestream worker` as shipped (streams.runtime.processes.WorkerProcess), its
+* `worker`: `enginestream worker` as shipped (launched by tests/worker_process.py), its
   window agent keeping the 60 s windows in its changelog-backed table (the JSONL sink
   of the same topic off unless `--with-sinks`: see README.md);
 * `worker-faust-stream`: the same worker with the window agent consuming the way it

@@ -20,7 +20,7 @@ from bench.windows.results import RunResult, make_result
 from bench.windows.topics import wait_committed
 from bench.windows.workload import Stage
 from streams.config.settings import Settings
-from streams.runtime.processes import WorkerProcess
+from tests.worker_process import WorkerProcess
 
 DEADLINE_S = 900.0
 POLL_S = 0.05
