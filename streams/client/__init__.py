@@ -25,6 +25,8 @@ A lifecycle event with content fields (prompt, completion, ...) is refused with
 """
 
 from streams.client import events
+from streams.client.batching import EVENT_TYPE_HEADER
+from streams.client.buffer import DROP_REASONS, PublisherStats
 from streams.client.checks import ConfidentialityError, InvalidEvent, check_event
 from streams.client.events import (
     COMPARISON_RESULT,
@@ -34,7 +36,7 @@ from streams.client.events import (
     SESSION_EVENT,
     TRAINING_SAMPLE,
 )
-from streams.client.publisher import DROP_REASONS, EVENT_TYPE_HEADER, Publisher, PublisherStats
+from streams.client.publisher import Publisher
 from streams.client.session import ModelUsage, SessionRecorder, SessionSummary
 from streams.client.sinks import EventPublisher, EventSink, InMemorySink, KafkaSink, NoopSink
 from streams.client.sync import SyncPublisher

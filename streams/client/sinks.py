@@ -25,8 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from streams.client.buffer import PublisherStats
 from streams.client.checks import check_event
-from streams.client.publisher import Publisher, PublisherStats
+from streams.client.publisher import Publisher
 from streams.domain.validation import SchemaRegistry, default_registry
 
 

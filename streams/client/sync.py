@@ -18,7 +18,8 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from streams.client.publisher import Publisher, PublisherStats, State
+from streams.client.buffer import PublisherStats, State
+from streams.client.publisher import Publisher
 from streams.config.settings import Settings
 
 T = TypeVar("T")

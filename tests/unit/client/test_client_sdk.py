@@ -44,7 +44,7 @@ from streams.client import (
     SyncPublisher,
     events,
 )
-from streams.client.publisher import pack
+from streams.client.batching import pack
 from streams.domain.validation import default_registry
 from streams.kafka.partitioner import partition_for
 
