@@ -44,6 +44,7 @@ from streams.runtime.bulk import consume_in_bulk
 
 _UNSTAGED = object()  # nothing was staged for the key
 NEVER: Position = (-1, -1)  # the position of a record no event has touched yet
+LEGACY_OFFSET = b"\x00offset|"  # applied offsets as versions before ledgers kept them
 
 
 class AlreadyApplied(Exception):
@@ -56,8 +57,12 @@ def encode_record(position: Position, record: dict[str, Any]) -> bytes:
 
 
 def decode_record(value: bytes) -> tuple[Position, dict[str, Any]]:
-    """Inverse of encode_record."""
-    offset, index, record = orjson.loads(value)
+    """Inverse of encode_record (a bare record, as versions before positions wrote
+    them, has applied nothing anyone remembers)."""
+    doc = orjson.loads(value)
+    if isinstance(doc, dict):
+        return NEVER, doc
+    offset, index, record = doc
     return (offset, index), dict(record)
 
 
@@ -164,7 +169,7 @@ class KeyedState:
         }
         found = []
         for key, value in list(self.table.data.items()):
-            if is_bookkeeping(key) or value is None:
+            if is_bookkeeping(key) or key.startswith(LEGACY_OFFSET) or value is None:
                 continue
             if owned_only and partition_for(key, self.settings.partitions) not in owned:
                 continue

@@ -203,7 +203,9 @@ class TrainingProcessor:
         }
         counts: Counter[str] = Counter()
         for key, value in list(self.table.data.items()):
-            if is_bookkeeping(key) or value is None:
+            # A decision is one word; a JSON object is a ledger of a version before
+            # ledgers had keys of their own.
+            if is_bookkeeping(key) or value is None or value[:1] == b"{":
                 continue
             if partition_for(key, self.settings.partitions) in owned:
                 counts[value.decode()] += 1

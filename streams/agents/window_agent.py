@@ -65,7 +65,6 @@ from streams.durable.exactly_once import (
     SourceLedger,
     TableLedgers,
     TableWriter,
-    is_bookkeeping,
 )
 from streams.kafka.partitioner import partition_for
 from streams.runtime.app import raw_table
@@ -157,7 +156,9 @@ class WindowProcessor:
         restored: dict[Where, dict[Any, Window]] = {where: {} for where in missing}
         source_partitions = self.settings.partitions
         for raw_key, value in list(self.table.data.items()):
-            if is_bookkeeping(raw_key) or value is None:
+            # Window keys are JSON arrays; anything else is bookkeeping (a clock as
+            # versions before ledgers saved it included).
+            if raw_key[:1] != b"[" or value is None:
                 continue
             key = decode_key(raw_key.decode())
             found = restored.get((key[0], partition_for(key[1].encode(), source_partitions)))
