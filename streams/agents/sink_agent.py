@@ -42,6 +42,7 @@ from streams.durable.exactly_once import (
     Source,
     SourceLedger,
     Tails,
+    failpoint,
 )
 from streams.durable.filesink import PartitionFile, PartitionLocked, read_lines
 from streams.runtime.bulk import consume_in_bulk
@@ -176,6 +177,8 @@ class ChannelSink:
                 self.lines_written += written
                 self.bytes_written += sum(len(line) + 1 for _, line in lines)
                 self.seen[part.partition] |= fresh
+            if letters or any(lines for _, lines, _, _ in batches):
+                await failpoint(self.agent, "saved")  # the checkpoint is the ledger
 
     def _lines(
         self,

@@ -44,17 +44,22 @@ can reach them.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.config.settings import Settings
 from streams.domain.dead_letters import DeadLetter
-from streams.kafka.admin import client_options
 from streams.kafka.partitioner import partition_for
+from streams.kafka.readback import KafkaTails
+
+# The fault tests' way to kill a worker between two steps (see `failpoint`); unset in
+# production.
+FAILPOINT = os.environ.get("ENGINESTREAM_FAILPOINT", "")
 
 SOURCE_HEADER = "es-source"
 ID_HEADER = "es-id"
@@ -64,6 +69,20 @@ Source = tuple[str, int]  # (topic, partition)
 Destination = tuple[str, int]  # (topic, partition)
 Position = tuple[int, int]  # (offset, index in the message; -1: the message is the event)
 BEFORE_ANY: Position = (-1, -1)
+
+
+async def failpoint(
+    agent: str, step: str, durable: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Kill this process with SIGKILL when ENGINESTREAM_FAILPOINT is `<agent>:<step>`:
+    `written` (a batch's outputs are acknowledged, its state and ledger not saved) or
+    `saved` (its ledger is durable, its source offsets not committed). The tests that
+    kill a worker at each step of the protocol set it; nothing else does."""
+    if f"{agent}:{step}" != FAILPOINT:
+        return
+    if durable is not None:
+        await durable()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def bookkeeping_key(name: str) -> bytes:
@@ -236,46 +255,6 @@ class TableLedgers:
         await asyncio.gather(*latest.values())
 
 
-class KafkaTails:
-    """Reads destination partitions from given offsets to their ends (one consumer)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.consumer: AIOKafkaConsumer | None = None
-
-    async def __aenter__(self) -> KafkaTails:
-        self.consumer = AIOKafkaConsumer(
-            **client_options(self.settings), enable_auto_commit=False
-        )
-        await self.consumer.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-
-    async def end_offsets(self, destinations: list[Destination]) -> dict[Destination, int]:
-        """The next offset of each destination."""
-        assert self.consumer is not None
-        tps = [TopicPartition(t, p) for t, p in destinations]
-        self.consumer.assign(tps)
-        ends = await self.consumer.end_offsets(tps)
-        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
-
-    async def records(
-        self, destination: Destination, start: int, end: int
-    ) -> AsyncIterator[tuple[int, list[tuple[str, bytes]]]]:
-        """(offset, headers) of each record of `destination` in [start, end)."""
-        assert self.consumer is not None
-        tp = TopicPartition(*destination)
-        self.consumer.seek(tp, start)
-        while await self.consumer.position(tp) < end:
-            batch = await self.consumer.getmany(tp, timeout_ms=1000)
-            for record in batch.get(tp, []):
-                if record.offset < end:
-                    yield record.offset, list(record.headers or ())
-
-
 class Tails(Protocol):
     """How a takeover reads the destinations (Kafka; a stub log in unit tests)."""
 
@@ -407,6 +386,7 @@ class Ledgers:
         if self._saved.get(source) != state:
             await self.store.save(source, ledger)
             self._saved[source] = state
+            await failpoint(self.agent, "saved", self.store.durable)
 
 
 @dataclass(slots=True)
@@ -459,6 +439,8 @@ class Outputs:
         results = await asyncio.gather(*(p.future for p in pending))
         for sent, result in zip(pending, results, strict=True):
             sent.ledger.acknowledged(sent.destination, result.offset + 1)
+        if pending:
+            await failpoint(self.agent, "written")
         return len(pending)
 
     async def dead_letters(
