@@ -24,7 +24,8 @@ The rules, which docs/exactly-once.md explains with a diagram:
    inputs are applied, whose outputs are acknowledged and whose state is saved, and
    `out`, the next offset of every destination it has accounted for. An agent saves
    it after the batch's outputs are acknowledged and after the batch's state, on the
-   same changelog partition: a saved ledger implies saved state.
+   same changelog partition: a saved ledger implies saved state. State of the whole
+   source that must not run ahead of `last` (the window clock) is saved inside it.
 5. State is idempotent per input position: each window, entity record and decision
    remembers what it has applied, so state saved without its ledger (the worker
    died between the two writes) is not applied twice when its inputs come again.
@@ -36,9 +37,9 @@ The rules, which docs/exactly-once.md explains with a diagram:
 7. Redelivery. Inputs at or below `last` are skipped whole; an output of an input
    past it is sent only if the ledger does not find it already written (`needs`).
 
-Bookkeeping keys (ledgers, window clocks) start with the byte 0xFF, which no UTF-8
-text contains: no key taken from an event (an engine, job, session or comparison id)
-can reach them.
+Bookkeeping keys (the ledgers, with the window clocks inside them) start with the byte
+0xFF, which no UTF-8 text contains: no key taken from an event (an engine, job, session
+or comparison id) can reach them.
 """
 
 from __future__ import annotations
