@@ -196,8 +196,14 @@ def assert_exactly_once(
 
 
 def fault_env(isolated_env: dict[str, str]) -> dict[str, str]:
+    # Small batches, so that the run lasts long enough for every kill to land in it:
+    # with batches of hundreds a restarted worker finishes the whole workload between
+    # two looks at the files.
+    sinks = {f"ENGINESTREAM_SINK_{c.name.upper()}_BUFFER_SIZE": "25" for c in CHANNELS}
     return {
         **isolated_env,
+        **sinks,
+        "ENGINESTREAM_ROUTER_TAKE": "2",
         "ENGINESTREAM_WINDOW_IDLE_TIMEOUT": "3",
         "ENGINESTREAM_SINK_ROTATE_BYTES": str(2 * 1024 * 1024),  # rotations happen too
     }
