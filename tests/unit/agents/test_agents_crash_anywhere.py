@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from streams.agents.jobs_agent import apply_job_command
-from streams.agents.keyed_state import KeyedState, apply_and_save
+from streams.agents.keyed_state import EventHandler, KeyedState, apply_and_save
 from streams.agents.router_agent import RouterProcessor
 from streams.agents.sessions_agent import apply_session_event
 from streams.agents.sink_agent import ChannelSink
@@ -162,39 +162,27 @@ def training_kind(app: Any, directory: Path) -> Callable[[list[Any]], Awaitable[
 
 
 FAUST = faust.App("unit-crash", broker="kafka://127.0.0.1:1", autodiscover=False)
-JOBS = KeyedState(FAUST, Settings(), "jobs-crash", NAMES.typed["ml_job_command"])
 
 
-def jobs_kind(app: Any, directory: Path) -> Callable[[list[Any]], Awaitable[None]]:
-    # The faust table only names the state; a recovered stub table holds its data.
-    JOBS.app = app
-    JOBS.table = recovered("jobs-crash", app.producer)  # type: ignore[assignment]
-    JOBS.writer = TableWriter(app, JOBS.table)
-    JOBS._staged.clear()
-    JOBS.attach_ledgers(NAMES.dead_letter, PARTITIONS[NAMES.dead_letter])
+def keyed_kind(event_type: str, handle: EventHandler) -> Build:
+    """A keyed-state agent kind (jobs, sessions) over its typed topic."""
+    name = f"{event_type}-crash"
+    state = KeyedState(FAUST, Settings(), name, NAMES.typed[event_type])
 
-    async def process(messages: list[Any]) -> None:
-        await apply_and_save(JOBS, "ml_job_command", apply_job_command, messages,
-                             NAMES.dead_letter)  # fmt: skip
+    def build(app: Any, directory: Path) -> Callable[[list[Any]], Awaitable[None]]:
+        # The faust table only names the state; a recovered stub table holds its data.
+        state.app = app
+        state.table = recovered(name, app.producer)  # type: ignore[assignment]
+        state.writer = TableWriter(app, state.table)
+        state._staged.clear()
+        state.attach_ledgers(NAMES.dead_letter, PARTITIONS[NAMES.dead_letter])
 
-    return process
+        async def process(messages: list[Any]) -> None:
+            await apply_and_save(state, event_type, handle, messages, NAMES.dead_letter)
 
+        return process
 
-SESSIONS = KeyedState(FAUST, Settings(), "sessions-crash", NAMES.typed["session_event"])
-
-
-def sessions_kind(app: Any, directory: Path) -> Callable[[list[Any]], Awaitable[None]]:
-    SESSIONS.app = app
-    SESSIONS.table = recovered("sessions-crash", app.producer)  # type: ignore[assignment]
-    SESSIONS.writer = TableWriter(app, SESSIONS.table)
-    SESSIONS._staged.clear()
-    SESSIONS.attach_ledgers(NAMES.dead_letter, PARTITIONS[NAMES.dead_letter])
-
-    async def process(messages: list[Any]) -> None:
-        await apply_and_save(SESSIONS, "session_event", apply_session_event, messages,
-                             NAMES.dead_letter)  # fmt: skip
-
-    return process
+    return build
 
 
 def session(kind: str, sid: str, seconds: int, **fields: Any) -> dict[str, Any]:
@@ -256,8 +244,8 @@ def dumps(doc: Any) -> bytes:
 TABLES = {
     "windows": "windows",
     "training": "training-decisions",
-    "jobs": "jobs-crash",
-    "sessions": "sessions-crash",
+    "jobs": "ml_job_command-crash",
+    "sessions": "session_event-crash",
 }
 
 KINDS: dict[str, tuple[Build, list[Any]]] = {
@@ -280,7 +268,7 @@ KINDS: dict[str, tuple[Build, list[Any]]] = {
          dumps(comparison("c-1"))],
         [dumps([comparison("c-4"), {"comparison_id": "c-5"}]), dumps(comparison("c-6"))],
     ])),
-    "jobs": (jobs_kind, inputs(JOB_COMMANDS, [
+    "jobs": (keyed_kind("ml_job_command", apply_job_command), inputs(JOB_COMMANDS, [
         [dumps(job("submit", "job-1")), dumps(job("start", "job-1")),
          dumps(job("start", "job-1")), dumps([job("progress", "job-1"), 5]),
          dumps(job("complete", "job-1"))],
@@ -288,7 +276,8 @@ KINDS: dict[str, tuple[Build, list[Any]]] = {
          dumps([job("submit", "job-0"), job("start", "job-0")])],
     ])),
     # Sessions count what they see: an event applied twice would show.
-    "sessions": (sessions_kind, inputs(NAMES.typed["session_event"], [
+    "sessions": (keyed_kind("session_event", apply_session_event),
+                 inputs(NAMES.typed["session_event"], [
         [dumps(session("session_started", "sess-2", 0)),
          dumps([session("inference_recorded", "sess-2", i) for i in range(1, 4)]),
          dumps(session("inference_recorded", "sess-2", 9, latency_ms="slow")),
