@@ -152,3 +152,28 @@ def valid(name: str) -> st.SearchStrategy[dict[str, Any]]:
     """Documents that schemas/v1/<name>.json accepts (checked by jsonschema)."""
     validator = Draft7Validator(schema(name), format_checker=FORMAT_CHECKER)
     return strategy(schema(name)).filter(validator.is_valid)
+
+
+# Any JSON scalar the parser can produce (64-bit integers, finite floats, short text).
+json_scalars: st.SearchStrategy[Any] = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+)
+
+
+def json_values(
+    max_size: int, max_leaves: int, leaves: st.SearchStrategy[Any] = json_scalars
+) -> st.SearchStrategy[Any]:
+    """Arbitrary JSON documents: `leaves` (scalars by default) nested in lists and
+    objects of at most `max_size` members, `max_leaves` leaves in all."""
+    return st.recursive(
+        leaves,
+        lambda children: (
+            st.lists(children, max_size=max_size)
+            | st.dictionaries(st.text(max_size=2 * max_size), children, max_size=max_size)
+        ),
+        max_leaves=max_leaves,
+    )

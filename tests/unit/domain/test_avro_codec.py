@@ -27,20 +27,7 @@ from streams.domain.avro_codec import (
     is_avro_container,
     load_avro_schemas,
 )
-
-SCHEMA_DIR = Path(__file__).parents[3] / "schemas" / "v1"
-EXAMPLES_DIR = SCHEMA_DIR / "examples"
-
-SCHEMA_NAMES = [
-    "engine_execution",
-    "comparison_result",
-    "training_sample",
-    "engine_event",
-    "session_event",
-    "ml_job_command",
-    "dead_letter",
-    "window_stats",
-]
+from tests.unit.domain.schema_files import EXAMPLES_DIR, SCHEMA_DIR, SCHEMA_NAMES, drop_none
 
 # JSON Schema type -> the Avro types (null branch aside) that carry it
 AVRO_TYPES_FOR_JSON = {
@@ -86,13 +73,6 @@ def valid_examples() -> list[tuple[str, Path]]:
     ]
 
 
-def drop_none(value: Any) -> Any:
-    """Return ``value`` without None-valued dict entries, recursively."""
-    if isinstance(value, dict):
-        return {k: drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [drop_none(v) for v in value]
-    return value
 
 
 def camel(name: str) -> str:

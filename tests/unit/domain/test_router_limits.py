@@ -33,7 +33,7 @@ from streams.domain.router import (
     Routing,
 )
 from streams.domain.validation import SchemaRegistry
-from tests.unit.domain.test_router import REQUEST_SERVED, SEED, check_dead_letter
+from tests.unit.domain.router_cases import REQUEST_SERVED, SEED, check_dead_letter
 
 NAMES = TopicNames()
 REGISTRY = SchemaRegistry()

@@ -9,30 +9,22 @@ reason its file name gives (the JSON Schema keyword and the instance location li
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import pytest
-from jsonschema import Draft7Validator, FormatChecker, ValidationError
+from jsonschema import Draft7Validator, ValidationError
 
-SCHEMA_DIR = Path(__file__).parents[3] / "schemas" / "v1"
-EXAMPLES_DIR = SCHEMA_DIR / "examples"
+from tests.unit.domain.schema_files import (
+    EXAMPLES_DIR,
+    FORMAT_CHECKER,
+    SCHEMA_DIR,
+    SCHEMA_NAMES,
+)
 
-SCHEMA_NAMES = [
-    "engine_execution",
-    "comparison_result",
-    "training_sample",
-    "engine_event",
-    "session_event",
-    "ml_job_command",
-    "dead_letter",
-    "window_stats",
-]
 VARIANT_SCHEMAS = {"engine_event", "session_event", "ml_job_command"}
 
 SEED_LINES = {
@@ -152,24 +144,6 @@ EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
     "window_stats/extra_field": ("additionalProperties", ""),
     "window_stats/window_end_string": ("type", "/window_end"),
 }
-
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-FORMAT_CHECKER = FormatChecker(formats=())
-
-
-@FORMAT_CHECKER.checks("date-time")
-def _is_date_time(value: object) -> bool:
-    """RFC 3339 date-time (jsonschema skips it without rfc3339-validator; fastjsonschema checks)."""
-    if not isinstance(value, str):
-        return True
-    if not _RFC3339.match(value):
-        return False
-    try:
-        datetime.fromisoformat(value.upper())
-    except ValueError:
-        return False
-    return True
-
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import math
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +18,24 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft7Validator, FormatChecker, ValidationError
+from jsonschema import Draft7Validator, ValidationError
 from jsonschema.exceptions import best_match
 
 from streams.domain.validation import SchemaRegistry, Violation, default_registry
+from tests.unit.domain import schema_strategies as strategies
+from tests.unit.domain.schema_files import (
+    EXAMPLES_DIR,
+    FORMAT_CHECKER,
+    SCHEMA_DIR,
+    is_date_time,
+    property_names,
+)
 
-SCHEMA_DIR = Path(__file__).parents[3] / "schemas" / "v1"
-EXAMPLES_DIR = SCHEMA_DIR / "examples"
 REGISTRY = SchemaRegistry()
 NAMES = sorted(REGISTRY.schemas)
 
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
-CHECKER = FormatChecker(formats=())
-
-
-@CHECKER.checks("date-time")
-def _is_date_time(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    if not _RFC3339.fullmatch(value):
-        return False
-    try:
-        datetime.fromisoformat(value.upper())
-    except ValueError:
-        return False
-    return True
-
-
 REFERENCE = {
-    name: Draft7Validator(schema, format_checker=CHECKER)
+    name: Draft7Validator(schema, format_checker=FORMAT_CHECKER)
     for name, schema in REGISTRY.schemas.items()
 }
 POINTER = re.compile(r"^(/([^~/]|~[01])*)*$")  # dead_letter.json's error.path pattern
@@ -177,7 +163,7 @@ def test_date_time_format_agrees(value: str) -> None:
         (EXAMPLES_DIR / "window_stats" / "valid" / "required_only.json").read_bytes()
     )
     doc["window_start_iso"] = value
-    assert assert_verdicts_agree("window_stats", doc) is _is_date_time(value)
+    assert assert_verdicts_agree("window_stats", doc) is is_date_time(value)
 
 
 # ----------------------------------------------------------------- pointers --
@@ -297,34 +283,11 @@ VALID: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def property_names(node: Any) -> set[str]:
-    names: set[str] = set()
-    if isinstance(node, dict):
-        names |= set(node.get("properties", {}))
-        for value in node.values():
-            names |= property_names(value)
-    elif isinstance(node, list):
-        for value in node:
-            names |= property_names(value)
-    return names
 
 
 FIELD_NAMES = sorted(set().union(*(property_names(s) for s in REGISTRY.schemas.values())))
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+json_values = strategies.json_values(max_size=4, max_leaves=12)
 INTERESTING: st.SearchStrategy[Any] = st.sampled_from(
     [
         "2023-01-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-02-29T00:00:00+01:00",
