@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -31,7 +32,7 @@ import faust
 import orjson
 from faust.types import Message
 
-from streams.config.channels import CHANNELS, Channel, ChannelConfig
+from streams.config.channels import CHANNELS, Channel, ChannelConfig, canonical_json
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.dead_letters import DeadLetter, Inbound, is_infrastructure, processing_error
@@ -200,13 +201,19 @@ class ChannelSink:
             return
         records = doc if isinstance(doc, list) else [doc]
         record_id = self.channel.record_id
+        canonical = self.channel.canonical
         for index, record in enumerate(records):
             batch_index = index if isinstance(doc, list) else None
+            rid: Hashable
             try:
                 if not isinstance(record, dict):
                     raise TypeError(f"{type(record).__name__} is not a record object")
-                rid = record_id(record)
-                line = orjson.dumps(record)
+                if canonical:  # the id is the line's hash (Channel.canonical)
+                    line = canonical_json(record)
+                    rid = hashlib.sha256(line).digest()
+                else:
+                    rid = record_id(record)
+                    line = orjson.dumps(record)
             except Exception as exc:  # this record is refused, the worker goes on
                 if is_infrastructure(exc):
                     raise

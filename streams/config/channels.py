@@ -79,11 +79,19 @@ class Channel:
     # Raises (KeyError, TypeError) for a record that has no id.
     record_id: Callable[[dict[str, Any]], Hashable]
     event_type: str | None = None  # the event type of its records, if they are events
+    # Lines are written as canonical JSON (keys sorted) and the id is content_id, so the
+    # id is the SHA-256 of the line itself: one encoding per record instead of two.
+    canonical: bool = False
+
+
+def canonical_json(record: dict[str, Any]) -> bytes:
+    """`record` as canonical JSON: keys sorted, no whitespace."""
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
 def content_id(record: dict[str, Any]) -> bytes:
     """The id of a record that carries none: SHA-256 of its canonical JSON."""
-    return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).digest()
+    return hashlib.sha256(canonical_json(record)).digest()
 
 
 def window_id(record: dict[str, Any]) -> str:
@@ -103,7 +111,7 @@ def _field(name: str) -> Callable[[dict[str, Any]], str]:
 
 CHANNELS: tuple[Channel, ...] = (
     Channel("events", "events.jsonl", lambda n: n.typed["engine_execution"],
-            content_id, "engine_execution"),
+            content_id, "engine_execution", canonical=True),
     Channel("comparisons", "comparisons.jsonl", lambda n: n.typed["comparison_result"],
             _field("comparison_id"), "comparison_result"),
     Channel("training_samples", "training_samples.jsonl",

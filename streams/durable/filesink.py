@@ -367,23 +367,13 @@ class PartitionFile:
             raise RuntimeError(
                 f"{self._paths.prefix}: an earlier write failed; close() and open() again"
             )
-        previous = -1
-        for offset, line in batch:
-            if offset < 0:
-                raise ValueError(f"negative source offset {offset}")
-            if offset < previous:
-                raise ValueError(f"offsets out of order: {offset} after {previous}")
-            previous = offset
-            if not line:
-                raise ValueError(f"empty line at offset {offset}")
-            if b"\n" in line or b"\r" in line:
-                raise ValueError(f"line at offset {offset} contains a raw newline")
+        _check(batch)
         fresh = [(offset, line) for offset, line in batch if offset > self._state.offset]
         offset = max(self._state.offset, through, fresh[-1][0] if fresh else -1)
         ledger = self._state.out if out is None else _out(out)
         if not fresh and offset == self._state.offset and ledger == self._state.out:
             return 0
-        data = b"\n".join(line for _, line in fresh) + b"\n" if fresh else b""
+        data = b"\n".join([line for _, line in fresh]) + b"\n" if fresh else b""
         try:
             if data:
                 self._append(data)
@@ -419,6 +409,34 @@ class PartitionFile:
         state = replace(state, length=0, segment=state.segment + 1)
         atomic_replace(self._paths.checkpoint, state.to_bytes())
         self._state = state
+
+
+def _check(batch: Sequence[tuple[int, bytes]]) -> None:
+    """Raise ValueError for a negative offset, offsets out of order, an empty line or a
+    line holding a raw newline or carriage return. The common case (nothing wrong) is
+    decided on the batch as a whole, by C loops; a failure is then located line by line."""
+    offsets = [offset for offset, _ in batch]
+    lines = [line for _, line in batch]
+    joined = b"\n".join(lines)
+    if (
+        (not offsets or offsets[0] >= 0)
+        and offsets == sorted(offsets)
+        and all(lines)
+        and joined.count(b"\n") == len(lines) - 1
+        and b"\r" not in joined
+    ):
+        return
+    previous = -1
+    for offset, line in batch:
+        if offset < 0:
+            raise ValueError(f"negative source offset {offset}")
+        if offset < previous:
+            raise ValueError(f"offsets out of order: {offset} after {previous}")
+        previous = offset
+        if not line:
+            raise ValueError(f"empty line at offset {offset}")
+        if b"\n" in line or b"\r" in line:
+            raise ValueError(f"line at offset {offset} contains a raw newline")
 
 
 def _out(out: Mapping[tuple[str, int], int]) -> tuple[tuple[str, int, int], ...]:

@@ -82,3 +82,18 @@ def test_execution_ids_differ_exactly_when_the_executions_do(
 @given(FIELD, FIELD)
 def test_sample_ids_differ_when_comparisons_do(a: str, b: str) -> None:
     assert (sample_id_for(a) == sample_id_for(b)) == (a == b)
+
+
+def test_a_canonical_channel_identifies_a_line_by_its_hash() -> None:
+    """A canonical channel's sink hashes the line it writes instead of encoding the
+    record twice: that is only right while its record id is content_id."""
+    import hashlib
+
+    from streams.config.channels import CHANNELS, canonical_json
+
+    canonical = [c for c in CHANNELS if c.canonical]
+    assert [c.name for c in canonical] == ["events"]
+    record = {"z": 1, "a": {"y": [1, 2], "b": "é"}, "m": None}
+    for channel in canonical:
+        assert channel.record_id is content_id
+        assert hashlib.sha256(canonical_json(record)).digest() == content_id(record)

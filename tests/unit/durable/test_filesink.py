@@ -425,6 +425,9 @@ def test_redeliveries_are_skipped(tmp_path: Path) -> None:
         [(0, b"ok"), (1, b"")],
         [(2, b"ok"), (1, b"ok")],
         [(-1, b"ok")],
+        [(0, b"a\n"), (1, b"b")],  # a newline where the join would put one
+        [(0, b"ok"), (0, b"ok"), (5, b"ok\r")],
+        [(3, b"ok"), (-1, b"ok")],
     ],
 )
 def test_bad_batches_write_nothing(tmp_path: Path, batch: list[tuple[int, bytes]]) -> None:
