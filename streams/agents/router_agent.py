@@ -10,6 +10,7 @@ only what is not there yet.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any, cast
@@ -33,11 +34,18 @@ from streams.kafka.packing import pack
 from streams.kafka.partitioner import partition_for
 from streams.runtime.app import raw_table
 from streams.runtime.bulk import consume_in_bulk
+from streams.runtime.handoff import Handoff
 from streams.runtime.router_counters import RouterCounters
 
 log = logging.getLogger(__name__)
 
 AGENT = "router"
+
+# A batch of input is at most this many bytes (about 12,000 events), however many
+# events its messages hold: enough to spread the per-batch costs, and small enough that
+# the readers downstream find its events in the handoff (streams.runtime.handoff)
+# instead of decoding them again.
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 class RouterProcessor:
@@ -51,8 +59,10 @@ class RouterProcessor:
         partitions: dict[str, int],
         counters: RouterCounters,
         table: faust.Table,
+        handoff: Handoff | None = None,
     ) -> None:
         self.app = app
+        self.handoff = handoff
         self.settings = settings
         self.router = router
         self.names: TopicNames = router.names
@@ -108,10 +118,17 @@ class RouterProcessor:
                     if ledger.needs(where, (offset, event.index), None):
                         routed.append(event)
                 letters.extend(result.dead_letters)
+            handoff = self.handoff
             for out in pack(routed, names.typed, self.partitions, self.settings.output_batch_bytes):
+                written = None
+                if handoff is not None and out.docs and handoff.wants(out.topic):
+                    written = functools.partial(
+                        handoff.put_at, out.topic, out.partition, out.value, out.docs
+                    )
                 await outputs.send(
-                    source, out.source_position, (out.topic, out.partition), out.key, out.value
-                )
+                    source, out.source_position, (out.topic, out.partition), out.key, out.value,
+                    on_written=written,
+                )  # fmt: skip
                 self.counters.messages_out[out.topic] += 1
             for event in routed:
                 self.counters.events_routed[event.event_type] += 1
@@ -130,9 +147,11 @@ def register_router(
     router: Router,
     partitions: dict[str, int],
     counters: RouterCounters,
+    handoff: Handoff | None = None,
 ) -> RouterProcessor:
     """Add the router agent and its ledger table to `app`. `partitions` maps each
-    output topic to its partition count as the cluster has it."""
+    output topic to its partition count as the cluster has it; the decoded events of
+    what it writes go to `handoff`, for the readers of the same worker."""
     names: TopicNames = router.names
     table = raw_table(
         app,
@@ -140,7 +159,7 @@ def register_router(
         settings.partitions,
         "Per source partition: what the router has applied and written where.",
     )
-    processor = RouterProcessor(app, settings, router, partitions, counters, table)
+    processor = RouterProcessor(app, settings, router, partitions, counters, table, handoff)
     consume_in_bulk(
         app,
         names.inputs(),
@@ -150,5 +169,6 @@ def register_router(
         within_s=settings.batch_within_s,
         name=f"{settings.app_id}.router",
         on_revoke=processor.revoke,
+        max_batch_bytes=BATCH_BYTES,
     )
     return processor

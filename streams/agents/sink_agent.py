@@ -47,6 +47,7 @@ from streams.durable.exactly_once import (
 )
 from streams.durable.filesink import PartitionFile, PartitionLocked, read_lines
 from streams.runtime.bulk import consume_in_bulk
+from streams.runtime.handoff import Handoff
 from streams.web.prometheus import Histogram
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,12 @@ class ChannelSink:
         topic: str,
         dead_letters: tuple[str, int],
         tails: Callable[[], Tails] | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.app = app
+        self.handoff = handoff
+        if handoff is not None:
+            handoff.reads(topic)
         self.channel = channel
         self.config = config
         self.directory = directory
@@ -160,7 +165,10 @@ class ChannelSink:
                     if ledger.applied(message.offset):
                         continue
                     where = Inbound(self.topic, partition, message.offset, None)
-                    self._lines(where, message.value, seen, fresh, lines, letters)
+                    handed = None if self.handoff is None else self.handoff.take(
+                        self.topic, partition, message.offset, message.value
+                    )
+                    self._lines(where, message.value, seen, fresh, lines, letters, handed)
                     ledger.applied_through(message.offset)
                 batches.append((self.files[partition], lines, fresh, ledger.last))
             outputs = Outputs(self.app.producer, self.agent, ledgers)
@@ -189,16 +197,22 @@ class ChannelSink:
         fresh: set[Hashable],
         lines: list[tuple[int, bytes]],
         letters: list[DeadLetter],
+        handed: list[Any] | None = None,
     ) -> None:
-        """The new lines of one message; what cannot be a line becomes a dead letter."""
-        try:
-            doc = orjson.loads(value) if value else None
-        except orjson.JSONDecodeError as exc:
-            letters.append(processing_error(
-                self.agent, exc, where, value or b"", self.keep_bytes,
-                batch_index=None, event_type=self.channel.event_type,
-            ))
-            return
+        """The new lines of one message; what cannot be a line becomes a dead letter.
+        `handed`: its records as the router of this worker decoded them, if it did."""
+        doc: Any
+        if handed:  # a single record was written as itself, several as a JSON array
+            doc = handed if value and value[:1] == b"[" else handed[0]
+        else:
+            try:
+                doc = orjson.loads(value) if value else None
+            except orjson.JSONDecodeError as exc:
+                letters.append(processing_error(
+                    self.agent, exc, where, value or b"", self.keep_bytes,
+                    batch_index=None, event_type=self.channel.event_type,
+                ))
+                return
         records = doc if isinstance(doc, list) else [doc]
         record_id = self.channel.record_id
         canonical = self.channel.canonical
@@ -249,16 +263,23 @@ class ChannelSink:
 
 
 def register_sinks(
-    app: faust.App, settings: Settings, names: TopicNames, partitions: dict[str, int]
+    app: faust.App,
+    settings: Settings,
+    names: TopicNames,
+    partitions: dict[str, int],
+    handoff: Handoff | None = None,
 ) -> list[ChannelSink]:
-    """Add a sink agent for every enabled channel."""
+    """Add a sink agent for every enabled channel; each takes the messages the router
+    of this worker decoded from `handoff`."""
     directory = settings.data_dir / "jsonl"
     sinks = []
     configs = {c.name: c for c in settings.sinks}
     for channel in CHANNELS:
         config = configs[channel.name]
         if config.enabled:
-            sinks.append(_register(app, settings, channel, config, directory, names, partitions))
+            sinks.append(_register(
+                app, settings, channel, config, directory, names, partitions, handoff
+            ))  # fmt: skip
     return sinks
 
 
@@ -270,12 +291,14 @@ def _register(
     directory: Path,
     names: TopicNames,
     partitions: dict[str, int],
+    handoff: Handoff | None,
 ) -> ChannelSink:
     topic_name = channel.topic(names)
     dead = names.dead_letter
     sink = ChannelSink(
-        app, settings, channel, config, directory, topic_name, (dead, partitions[dead])
-    )
+        app, settings, channel, config, directory, topic_name, (dead, partitions[dead]),
+        handoff=handoff,
+    )  # fmt: skip
 
     async def release(revoked: set[Any]) -> None:
         await sink.close(tp.partition for tp in revoked if tp.topic == topic_name)

@@ -69,6 +69,7 @@ from streams.durable.exactly_once import (
 from streams.kafka.partitioner import partition_for
 from streams.runtime.app import raw_table
 from streams.runtime.bulk import BulkConsumer, consume_in_bulk
+from streams.runtime.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,12 @@ class WindowProcessor:
         table: faust.Table,
         names: TopicNames,
         partitions: dict[str, int],
+        handoff: Handoff | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.config = config
+        self.handoff = handoff
         self.table = table
         self.names = names
         self.output_partitions = partitions
@@ -112,6 +115,9 @@ class WindowProcessor:
             names.typed["engine_event"]: REQUESTS,
         }
         self.topic_of_kind = {kind: topic for topic, kind in self.sources.items()}
+        if handoff is not None:
+            for topic in self.sources:
+                handoff.reads(topic)
         self.partitions: dict[tuple[str, int], PartitionWindows] = {}
         self.writer = TableWriter(app, table)
         destinations: list[Destination] = [
@@ -223,6 +229,7 @@ class WindowProcessor:
             self.first_batch_at = now
         taken = 0
         loads = orjson.loads
+        handed = self.handoff.take if self.handoff is not None else None
         async with self.lock:
             owned = await self._take_over(
                 (self.sources[m.topic], m.partition) for m in messages
@@ -238,13 +245,17 @@ class WindowProcessor:
                 outcome = outcomes.get(where)
                 if outcome is None:
                     outcome = outcomes[where] = Outcome()
-                try:
-                    value = loads(message.value or b"null")
-                except orjson.JSONDecodeError as exc:
-                    outcome.failed.append(((offset, -1), message.value or b"", exc))
-                    ledger.applied_through(offset)
-                    continue
-                docs = value if isinstance(value, list) else [value]
+                docs = None if handed is None else handed(
+                    message.topic, message.partition, offset, message.value
+                )
+                if docs is None:
+                    try:
+                        value = loads(message.value or b"null")
+                    except orjson.JSONDecodeError as exc:
+                        outcome.failed.append(((offset, -1), message.value or b"", exc))
+                        ledger.applied_through(offset)
+                        continue
+                    docs = value if isinstance(value, list) else [value]
                 taken += len(docs)
                 apply = windows.apply
                 requests = kind == REQUESTS
@@ -281,6 +292,7 @@ class WindowProcessor:
             "too_late": self.too_late,
             "refused": dict(self.refused),
             "partitions": sorted(f"{kind}/{p}" for kind, p in self.partitions),
+            "handoff": self.handoff.stats() if self.handoff is not None else None,
             "batches": self.consumer.batches if self.consumer else 0,
             "failed_batches": self.consumer.failed_batches if self.consumer else 0,
             "stale_dropped": self.consumer.stale_dropped if self.consumer else 0,
@@ -415,12 +427,14 @@ def register_windows(
     config: WindowConfig,
     names: TopicNames,
     partitions: dict[str, int],
+    handoff: Handoff | None = None,
 ) -> WindowProcessor:
-    """Add the window agent, its table and its idle timer to `app`."""
+    """Add the window agent, its table and its idle timer to `app`; it takes the
+    messages the router of this worker decoded from `handoff`."""
     table = raw_table(
         app, "windows", settings.partitions, "Window aggregates and ledgers of the window agent."
     )
-    processor = WindowProcessor(app, settings, config, table, names, partitions)
+    processor = WindowProcessor(app, settings, config, table, names, partitions, handoff)
     processor.consumer = consume_in_bulk(
         app,
         processor.sources,

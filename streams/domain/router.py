@@ -96,6 +96,9 @@ class RoutedEvent:
     offset: int = -1  # offset of the message it came in
     body: bytes | None = None  # `doc` as JSON when already encoded
     index: int = -1  # index in the message's batch (-1: the message is the event)
+    # Whether it came from a binary (Avro) wire: then `doc` may hold what JSON cannot
+    # (bytes), and only `body` is its JSON form.
+    binary: bool = False
 
 
 @dataclass(slots=True)
@@ -359,7 +362,9 @@ class Router:
             return
         key = doc[EVENT_ROUTES[event_type].key_field]
         out.events.append(
-            RoutedEvent(event_type, key, doc, msg.offset, body, -1 if index is None else index)
+            RoutedEvent(
+                event_type, key, doc, msg.offset, body, -1 if index is None else index, binary
+            )
         )
 
     def _violation(self, event_type: str, doc: dict[str, Any], binary: bool) -> Violation | None:

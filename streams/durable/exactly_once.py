@@ -395,6 +395,7 @@ class _Pending:
     ledger: SourceLedger
     destination: Destination
     future: Awaitable[Any]
+    on_written: Callable[[int], None] | None = None
 
 
 class Outputs:
@@ -418,8 +419,11 @@ class Outputs:
         key: bytes | None,
         value: bytes,
         output_id: str | None = None,
+        on_written: Callable[[int], None] | None = None,
     ) -> bool:
-        """Send one output unless it is written already; answer whether it was sent."""
+        """Send one output unless it is written already; answer whether it was sent.
+        `on_written` is called with the output's offset as soon as the broker
+        acknowledges it (not at all if it fails)."""
         ledger = self.ledgers[source]
         if not ledger.needs(destination, position, output_id):
             self.skipped += 1
@@ -430,7 +434,12 @@ class Outputs:
         future = await self.producer.send(
             destination[0], key, value, destination[1], None, headers
         )
-        self.pending.append(_Pending(ledger, destination, future))
+        if on_written is not None and asyncio.isfuture(future):
+            # At once, not after the whole batch: a reader in this worker may get the
+            # message from the broker before the batch's last acknowledgement.
+            future.add_done_callback(_call_with_offset(on_written))
+            on_written = None
+        self.pending.append(_Pending(ledger, destination, future, on_written))
         return True
 
     async def acknowledged(self) -> int:
@@ -440,6 +449,8 @@ class Outputs:
         results = await asyncio.gather(*(p.future for p in pending))
         for sent, result in zip(pending, results, strict=True):
             sent.ledger.acknowledged(sent.destination, result.offset + 1)
+            if sent.on_written is not None:
+                sent.on_written(result.offset)
         if pending:
             await failpoint(self.agent, "written")
         return len(pending)
@@ -458,6 +469,14 @@ class Outputs:
             if await self.send(source, letter_position(letter), destination, key, value):
                 sent.append(letter)
         return sent
+
+
+def _call_with_offset(on_written: Callable[[int], None]) -> Callable[[Any], None]:
+    def done(future: Any) -> None:
+        if not future.cancelled() and future.exception() is None:
+            on_written(future.result().offset)
+
+    return done
 
 
 def letter_position(letter: DeadLetter) -> Position:

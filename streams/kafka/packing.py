@@ -16,8 +16,8 @@ module and must stay light (no Faust, no jsonschema beyond its own checks).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import orjson
 
@@ -98,7 +98,8 @@ def _packed(partition: int | None, chunk: list[ItemT]) -> Packed[ItemT]:
 
 # --- the router's messages -----------------------------------------------------------
 
-Positioned = tuple[bytes, bytes, tuple[int, int]]  # (key, body, source position)
+# (key, body, source position, the body decoded: None when only `body` is JSON)
+Positioned = tuple[bytes, bytes, tuple[int, int], dict[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,9 @@ class Outgoing:
     count: int
     # Highest source position (offset, index in its message) of the events it holds.
     source_position: tuple[int, int] = (-1, -1)
+    # The events it holds, decoded (for streams.runtime.handoff); empty when one of
+    # them came from a binary wire and only its encoded form is JSON.
+    docs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def pack(
@@ -128,15 +132,18 @@ def pack(
     by_topic: dict[str, list[Positioned]] = {}
     for event in events:
         body = event.body if event.body is not None else orjson.dumps(event.doc)
-        item = (event.key.encode("utf-8"), body, (event.offset, event.index))
+        doc = None if event.binary else event.doc
+        item: Positioned = (event.key.encode("utf-8"), body, (event.offset, event.index), doc)
         by_topic.setdefault(typed_topics[event.event_type], []).append(item)
     out: list[Outgoing] = []
     for topic, items in by_topic.items():
         for message in pack_by_partition(items, partitions[topic], max_bytes):
             assert message.partition is not None  # every item has a key
             chunk = message.items
-            top = chunk[0][2] if len(chunk) == 1 else max(position for _, _, position in chunk)
-            out.append(
-                Outgoing(topic, message.partition, message.key, message.value(), message.count, top)
-            )
+            top = chunk[0][2] if len(chunk) == 1 else max(item[2] for item in chunk)
+            docs = [item[3] for item in chunk]
+            out.append(Outgoing(
+                topic, message.partition, message.key, message.value(), message.count, top,
+                [] if None in docs else cast(list[dict[str, Any]], docs),
+            ))  # fmt: skip
     return out

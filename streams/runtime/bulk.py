@@ -309,16 +309,19 @@ def consume_in_bulk(
     within_s: float,
     name: str,
     on_revoke: Callable[[set[Any]], Any] | None = None,
+    max_batch_bytes: int | None = None,
 ) -> BulkConsumer:
-    """How every agent consumes: `process` gets lists of raw messages of `topics`; a
+    """How every agent consumes: `process` gets lists of raw messages of `topics` (at
+    most `max_batch` of them and, if given, `max_batch_bytes` of values); a
     failure stops the worker without committing (streams.runtime.failfast, the log
     says it failed while `doing`); `on_revoke` hears of partitions taken away."""
 
     async def handle(messages: list[Message]) -> None:
         await or_exit(process(messages), doing)
 
+    sizes = {} if max_batch_bytes is None else {"max_batch_bytes": max_batch_bytes}
     consumer = BulkConsumer(
-        app, topics, handle, max_batch=max_batch, within_s=within_s, name=name
+        app, topics, handle, max_batch=max_batch, within_s=within_s, name=name, **sizes
     )
     if on_revoke is not None:
         revoked_hook = on_revoke

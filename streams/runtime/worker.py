@@ -23,6 +23,7 @@ from streams.domain.validation import default_registry
 from streams.domain.windows import WindowConfig
 from streams.kafka.admin import check_broker, ensure_topics
 from streams.runtime.app import create_app
+from streams.runtime.handoff import Handoff
 from streams.runtime.router_counters import RouterCounters
 from streams.runtime.versions import check_versions
 from streams.web.dashboard import register_dashboard
@@ -53,12 +54,15 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
         max_future_skew_s=settings.max_future_skew_s,
     )
     counters = RouterCounters()
-    register_router(app, settings, router, partitions, counters)
-    processor = register_windows(app, settings, window_config(settings), names, partitions)
+    handoff = Handoff()  # what the router decoded, for the window agent and the sinks
+    register_router(app, settings, router, partitions, counters, handoff)
+    processor = register_windows(
+        app, settings, window_config(settings), names, partitions, handoff
+    )
     register_window_views(app, processor)
     training = register_training(app, settings, names, partitions)
     register_training_views(app, training)
-    sinks = register_sinks(app, settings, names, partitions)
+    sinks = register_sinks(app, settings, names, partitions, handoff)
     jobs = register_jobs(app, settings, names, partitions)
     sessions = register_sessions(
         app, settings, names, partitions, settings.session_idle_timeout_s

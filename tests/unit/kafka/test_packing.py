@@ -62,6 +62,7 @@ def check_pack(
     for message in out:
         carried = unpack(message)
         assert message.count == len(carried)
+        assert message.docs == carried  # what the handoff gives readers: the same events
         keys = {doc["key"] for doc in carried}
         if message.count == 1:
             assert orjson.loads(message.value) == carried[0]
@@ -226,7 +227,16 @@ def test_lone_event_is_an_object_with_its_key() -> None:
         b"gpt-x",
         orjson.dumps(e.doc),
         1,
+        docs=[e.doc],
     )
+
+
+def test_a_message_with_an_event_from_a_binary_wire_hands_no_decoded_events() -> None:
+    """An Avro event's document may hold bytes; only its JSON body is the truth."""
+    avro = RoutedEvent("engine_execution", "k", {"key": "k", "blob": b"\x00"}, 3,
+                       b'{"key":"k","blob":"AA=="}', 0, binary=True)  # fmt: skip
+    [message] = pack([event("engine_execution", "k"), avro], TYPED, PARTITIONS, 10_000)
+    assert message.count == 2 and message.docs == []
 
 
 def _keys_in_one_partition(count: int, partitions: int = 4) -> list[str]:
