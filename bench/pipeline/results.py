@@ -88,10 +88,10 @@ def _ratio(rate: dict[str, float], mine: str, other: str) -> float | None:
     return None
 
 
-def goals(results: list[RunResult], engines: int) -> dict[str, Any]:
-    """The issue's goals from the medians (None where a run is missing)."""
+def goals(results: list[RunResult], engines: int, big: int) -> dict[str, Any]:
+    """The issue's goals at `engines` engines from the medians (`big`: the largest
+    engine count of the throughput runs; None where a run is missing)."""
     rate = medians(results)
-    big = max((r.engines for r in results), default=engines)
 
     def key(shape: str, system: str, eng: int = engines) -> str:
         return f"throughput/{shape}/e{eng}/{system}"

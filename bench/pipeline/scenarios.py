@@ -162,7 +162,7 @@ class Series:
         """Medians, goals per engine count, and the history, memory and latency cases."""
         return {
             "median_events_per_s": medians(self.results),
-            "goals": {f"e{e}": goals(self.results, e) for e in self.engines},
+            "goals": {f"e{e}": goals(self.results, e, max(self.engines)) for e in self.engines},
             "history": {**self.history, "start_to_first_s": [
                 r.start_to_first_s for r in self.results if r.scenario == "history"]},
             "memory_peak_rss_mb": [r.peak_rss_mb for r in self.results if r.scenario == "memory"],
