@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help venv kafka-up kafka-down kafka-status run worker fleet topics test test-unit \
-        test-integration lint typecheck bench-router bench-sinks bench-windows compose-schema clean
+        test-integration lint typecheck bench-router bench-sinks bench-windows bench-pipeline \
+        compose-schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -73,6 +74,11 @@ bench-windows: $(STAMP) kafka-up  ## window agent vs a plain loop and Quix Strea
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.windows.run --repeat 3 --engines 20 --out bench/windows/results/engines20.json
 	$(PY) -m bench.windows.run --repeat 3 --engines 1000 --out bench/windows/results/engines1000.json
+
+bench-pipeline: $(STAMP) kafka-up  ## the whole worker end to end vs Quix Streams and a plain loop (bench/pipeline)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.pipeline.run --repeat 3 --engines 20,1000 --shapes single,batch \
+	  --scenarios throughput,mixed,history,memory,latency --out bench/pipeline/results/full.json
 
 clean:  ## remove local state (broker data, outputs, caches); keeps .venv
 	-ops/kafka/kafka.sh stop
