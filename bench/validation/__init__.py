@@ -1,0 +1,1 @@
+"""Validation micro-benchmark: see README.md beside this file."""
