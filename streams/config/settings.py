@@ -130,6 +130,8 @@ class Settings:
     state_take: int = 500
     # How long any agent waits for a batch to fill before it processes what it has.
     batch_within_s: float = 0.05
+    # How long a fetch waits at the broker for data (streams.runtime.fetch_wait).
+    fetch_wait_s: float = 0.1
     # Event-time windows (seconds): see streams/domain/windows.py for the vocabulary.
     window_sizes: tuple[int, ...] = (60,)
     window_lateness_s: float = 5.0
@@ -198,6 +200,9 @@ class Settings:
             router_take=_int(env, "ENGINESTREAM_ROUTER_TAKE", cls.router_take, minimum=1),
             state_take=_int(env, "ENGINESTREAM_STATE_TAKE", cls.state_take, minimum=1),
             batch_within_s=_float(env, "ENGINESTREAM_BATCH_WITHIN", cls.batch_within_s),
+            fetch_wait_s=_float(
+                env, "ENGINESTREAM_FETCH_WAIT", cls.fetch_wait_s, minimum=0.001
+            ),
             window_sizes=_sizes(env, "ENGINESTREAM_WINDOW_SIZES", cls.window_sizes),
             window_lateness_s=_float(
                 env, "ENGINESTREAM_WINDOW_LATENESS", cls.window_lateness_s

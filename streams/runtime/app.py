@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     # The consumer without faust's per-message wait_first (see streams.runtime.consumer), and
     # the root logger kept at our level (faust.Worker sets it to DEBUG).
-    consumer.install(app)
+    consumer.install(app, settings.fetch_wait_s)
     keep_root_log_level(app, settings.log_level)
     # An input partition left behind with nothing in flight is read again.
     stall_timer.guard_stalled_partitions(app)

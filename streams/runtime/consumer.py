@@ -29,7 +29,9 @@ methods it corrects and naming them:
 * streams.runtime.cleared.RereadCleared: messages faust's flow control clears from the
   agents' queues, read again (`note_cleared`, `_clean_unacked_messages`);
 * streams.runtime.fetch.RereadDropped: `getmany`, which never drops a record silently;
-* streams.runtime.commit_rule.GaplessCommit: `ack` and `_new_offset`, the commit rule.
+* streams.runtime.commit_rule.GaplessCommit: `ack` and `_new_offset`, the commit rule;
+* streams.runtime.fetch_wait.ShortFetchWait: `_new_consumer_thread`, whose Kafka
+  consumer waits at the broker 0.1 s for data, not faust's 1.5 s.
 
 The stall guard (streams.runtime.stall_timer, streams.runtime.stall_guard) reads the
 consumer and seeks a partition left behind. Each mixin names the faust internals it
@@ -51,12 +53,13 @@ from streams.runtime.cleared import note_flow_control_clears
 from streams.runtime.commit_rule import GaplessCommit
 from streams.runtime.delivery_order import InOrderDelivery
 from streams.runtime.fetch import RereadDropped
+from streams.runtime.fetch_wait import ShortFetchWait
 from streams.runtime.versions import check_internals
 
 __all__ = ["OrderedConsumer", "OrderedTransport", "install"]
 
 
-class OrderedConsumer(InOrderDelivery, RereadDropped, GaplessCommit):
+class OrderedConsumer(InOrderDelivery, RereadDropped, GaplessCommit, ShortFetchWait):
     """faust's aiokafka Consumer that delivers each partition in offset order (see the
     module docstring for the rule and the mixins)."""
 
@@ -91,11 +94,16 @@ class OrderedTransport(aiokafka_driver.Transport):
     """faust's aiokafka transport with OrderedConsumer."""
 
     Consumer = OrderedConsumer
+    fetch_wait_ms: int | None = None  # streams.runtime.fetch_wait
 
 
-def install(app: faust.App) -> None:
+def install(app: faust.App, fetch_wait_s: float | None = None) -> None:
     """Make `app` consume with OrderedConsumer (before the app starts): its transport,
-    and faust's flow control hooked so that the messages it clears are read again."""
+    and faust's flow control hooked so that the messages it clears are read again. A
+    fetch waits at most `fetch_wait_s` at the broker (None: faust's 1.5 s)."""
     check_internals(aiokafka_driver.Consumer, overrides(), "faust's aiokafka Consumer")
-    app.transport = OrderedTransport(app.conf.broker_consumer, app)
+    transport = OrderedTransport(app.conf.broker_consumer, app)
+    if fetch_wait_s is not None:
+        transport.fetch_wait_ms = max(1, round(fetch_wait_s * 1000))
+    app.transport = transport
     note_flow_control_clears(app)

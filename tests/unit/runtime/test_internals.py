@@ -24,7 +24,19 @@ MIXINS = [k for k in OrderedConsumer.__mro__ if k.__module__.startswith("streams
 def test_the_consumer_is_one_mixin_per_concern() -> None:
     assert [k.__module__.rsplit(".", 1)[1] for k in MIXINS] == [
         "consumer", "delivery_order", "cleared", "fetch", "commit_rule", "seeks",
+        "fetch_wait",
     ]  # fmt: skip
+
+
+def test_the_kafka_consumer_waits_at_the_broker_as_long_as_told() -> None:
+    async def fetch_wait_ms(wait_s: float | None) -> int:
+        app = faust.App("unit-fetch-wait", broker="kafka://127.0.0.1:1", autodiscover=False)
+        install(app, wait_s)
+        client = app.consumer._thread._create_worker_consumer(app.transport)
+        return int(client._fetch_max_wait_ms)
+
+    assert asyncio.run(fetch_wait_ms(0.1)) == 100
+    assert asyncio.run(fetch_wait_ms(None)) == 1500  # faust's own
 
 
 def test_each_override_is_a_faust_method_its_mixin_overrides() -> None:
