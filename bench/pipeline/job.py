@@ -1,36 +1,22 @@
 """What the comparison systems (the plain loop, Quix Streams) do to each event, in one
 place so that both do exactly the same job: find its type (the `event_type` field, else
 the message's `event-type` header), validate it against the same JSON Schema file as
-the worker (compiled by fastjsonschema, the worker's own fast path), window the
-executions, write the valid executions as JSON lines with an fsync per batch."""
+the worker, by the worker's own validator (streams.domain.validation: jsonschema_rs for
+the verdict, the same `date-time` check), window the executions, write the valid
+executions as JSON lines with an fsync per batch."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import fastjsonschema
-import orjson
-
-from streams.config.topics import EVENT_TYPES
-from streams.domain.validation import SCHEMA_DIR, is_date_time
+from streams.domain.validation import SchemaRegistry, default_registry
 
 EXECUTION = "engine_execution"
 WINDOW_S = 60
 LATENESS_S = 5.0  # the worker's default lateness (grace 0); Quix: grace 5 s
-
-Validator = Callable[[Any], Any]
-
-
-def validators() -> dict[str, Validator]:
-    """A compiled validator per event type, from schemas/v1 (the worker's schemas)."""
-    out = {}
-    for event_type in EVENT_TYPES:
-        schema = orjson.loads((SCHEMA_DIR / f"{event_type}.json").read_bytes())
-        out[event_type] = fastjsonschema.compile(schema, formats={"date-time": is_date_time})
-    return out
 
 
 def event_type_of(doc: dict[str, Any], headers: Sequence[tuple[str, bytes]] | None) -> str | None:
@@ -48,7 +34,7 @@ class Checker:
     """Validates events; counts the refused ones (the worker would dead-letter them)."""
 
     def __init__(self) -> None:
-        self.validate = validators()
+        self.registry: SchemaRegistry = default_registry()
         self.refused = 0
 
     def valid_type(self, doc: Any, headers: Sequence[tuple[str, bytes]] | None) -> str | None:
@@ -57,14 +43,11 @@ class Checker:
             self.refused += 1
             return None
         event_type = event_type_of(doc, headers)
-        check = self.validate.get(event_type or "")
-        if check is None:
+        if event_type is None or event_type not in self.registry:
             self.refused += 1
             return None
         body = {k: v for k, v in doc.items() if k != "event_type"} if "event_type" in doc else doc
-        try:
-            check(body)
-        except fastjsonschema.JsonSchemaException:
+        if self.registry.check(event_type, body) is not None:
             self.refused += 1
             return None
         return event_type

@@ -105,6 +105,10 @@ def goals(results: list[RunResult], engines: int, big: int) -> dict[str, Any]:
             rate, key("batch", "worker"), key("single", "quix-full")),
         "batch_worker_over_quix_full_batch (>=2)": _ratio(
             rate, key("batch", "worker"), key("batch", "quix-full")),
+        "batch_worker_over_quix_windows_single (>=5)": _ratio(
+            rate, key("batch", "worker"), key("single", "quix-windows")),
+        "batch_worker_over_quix_windows_batch (>=2)": _ratio(
+            rate, key("batch", "worker"), key("batch", "quix-windows")),
         "batch_worker_over_plain_batch (>=0.3)": _ratio(
             rate, key("batch", "worker"), key("batch", "plain")),
         f"batch_worker_{big}_engines_events_per_s (>=50000)": rate.get(
