@@ -8,6 +8,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from bench.common.kafka import bench_settings
 from bench.common.results import render_table
 from bench.pipeline.history import fill_outputs
@@ -17,8 +19,8 @@ from bench.pipeline.runs import Plan, run_one
 from bench.pipeline.workload import Input, make_input, memory_input
 from bench.windows.topics import delete_topics, end_offsets
 from streams.config.settings import Settings
-from streams.config.topics import TopicNames, TopicSpec
-from streams.kafka.admin import ensure_topics
+from streams.config.topics import TopicNames
+from streams.kafka.admin import client_options, ensure_topics
 
 
 def csv(text: str) -> list[str]:
@@ -110,8 +112,18 @@ class Series:
         if plan.system == "worker":
             await ensure_topics(bench_settings(parts, plan.prefix))
         else:
-            specs = [TopicSpec(plan.names.ingest, parts), TopicSpec(plan.out_topic, parts)]
-            await ensure_topics(self.settings, specs)
+            # Kept forever: Quix copies the input's retention to its repartition topic,
+            # whose messages carry the events' 2022 times; with the broker's default
+            # 7 days, its retention check deleted them mid-run and Quix never finished.
+            admin = AIOKafkaAdminClient(**client_options(self.settings))
+            await admin.start()
+            try:
+                await admin.create_topics([
+                    NewTopic(name, parts, 1, topic_configs={"retention.ms": "-1"})
+                    for name in (plan.names.ingest, plan.out_topic)
+                ])  # fmt: skip
+            finally:
+                await admin.close()
 
     async def one(self, scenario: str, system: str, item: Input, engines: int,
                   producer: list[str], rep: int) -> RunResult:  # fmt: skip
