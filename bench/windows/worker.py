@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 import types
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 
 from bench.common.cpu import CpuMeter
 from bench.common.processes import ModuleWorker, health_ready, worker_env
+from bench.common.profile import start_profiler, stop_profiler
 from bench.windows.results import RunResult, make_result
 from bench.windows.topics import wait_committed
 from bench.windows.workload import Stage
@@ -25,32 +23,6 @@ from tests.worker_process import WorkerProcess
 DEADLINE_S = 900.0
 POLL_S = 0.05
 STATS_POLL_S = 0.25
-
-
-def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy (if installed in this environment) sampling `pid` into `out` (collapsed
-    stacks) until stopped with SIGINT."""
-    spy = Path(sys.executable).parent / "py-spy"
-    if not spy.exists():
-        print("  (py-spy not installed: no profile)", flush=True)
-        return None
-    return subprocess.Popen(
-        [str(spy), "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
-         "--nonblocking", "--threads", "--output", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop py-spy; it writes its output on SIGINT."""
-    if proc is None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 async def run_worker(
