@@ -1,6 +1,8 @@
 """The history case's set-up: the worker's output topics already holding records before
 it starts (window records on engine.metrics.windows, dead letters on
-engine.dead-letter, half each), as a worker that has run for a while leaves them."""
+engine.dead-letter, half each), as a worker that has run for a while leaves them, and,
+for a restart, its group's offsets on them committed at their ends (its sinks wrote
+them to files before)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import asyncio
 import time
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common.kafka import MAX_BYTES
 from streams.config.settings import Settings
@@ -69,3 +71,18 @@ async def fill_outputs(settings: Settings, names: TopicNames, records: int) -> f
     finally:
         await producer.stop()
     return time.monotonic() - started
+
+
+async def commit_at_ends(settings: Settings, group: str, topics: list[str]) -> None:
+    """Commit `group`'s offsets at the end of every partition of `topics`: what a worker
+    of that group leaves once its sinks have written them."""
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group,
+                                enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: offset for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()

@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-window-s", type=int, default=10)
     parser.add_argument("--latency-duration-s", type=float, default=45.0)
     parser.add_argument("--deadline-s", type=float, default=900.0, help="per run")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="write a py-spy profile of the worker of each run to this directory")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     hidden = argparse.SUPPRESS  # a child of this module: Quix or the plain loop
     for flag in ("--child", "--topic", "--out-topic", "--path", "--group", "--state-dir",
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
                   args.group, args.state_dir, args.batched == "yes",
                   args.child == "quix-full", Path(args.path))  # fmt: skip
         return
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     write_results(args.out, asyncio.run(bench(args)))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.common.cpu import CpuMeter
 from bench.common.processes import worker_env
+from bench.common.profile import start_profiler, stop_profiler
 from bench.pipeline.observe import PlainLines, SinkLines, WindowWatcher
 from bench.pipeline.procs import (
     Child,
@@ -51,6 +52,7 @@ class Plan:
     watch_since: dict[int, int] | None = None  # window offsets to read from
     done_by_stats: bool = False  # memory: done when the window agent took every event
     repeat: int = 0
+    profile_dir: Path | None = None  # a py-spy profile of the worker per run, here
 
     @property
     def names(self) -> TopicNames:
@@ -156,6 +158,23 @@ async def measure(
     await watcher.start()
     meter = CpuMeter({plan.system: system.pid, "producer": producer.proc.pid,
                       "broker": plan.broker})  # fmt: skip
+    spy = None
+    if plan.profile_dir is not None and system.worker is not None:
+        name = f"{plan.tag}-{plan.scenario}-{plan.item.shape}-e{plan.engines}.txt"
+        profile = plan.profile_dir / name
+        spy = start_profiler(system.pid, profile)
+        result.detail["profile"] = str(profile)
+    try:
+        await _timed(plan, system, producer, watcher, result, meter, deadline)
+    finally:
+        stop_profiler(spy)
+
+
+async def _timed(
+    plan: Plan, system: Running, producer: Child, watcher: WindowWatcher, result: RunResult,
+    meter: CpuMeter, deadline: float,
+) -> None:  # fmt: skip
+    """From the go to done."""
     producer.go()
     first = await wait_mark(producer, "START", deadline)
     item = plan.item

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.common.kafka import bench_settings
 from bench.common.results import render_table
-from bench.pipeline.history import fill_outputs
+from bench.pipeline.history import commit_at_ends, fill_outputs
 from bench.pipeline.latency import run_latency
 from bench.pipeline.results import TABLE_HEAD, RunResult, goals, median_rows, medians, table_row
 from bench.pipeline.runs import Plan, run_one
@@ -54,8 +54,10 @@ class Series:
                     await self.repeated("throughput", shape, engines, systems)
         if "mixed" in scenarios:
             await self.repeated("mixed", "mixed", self.engines[0], systems)
-        if "history" in scenarios:
+        if "history" in scenarios:  # a restart on 1M records: its group read them before
             await self.repeated("history", "batch", self.engines[-1], ["worker"])
+        if "history-new-group" in scenarios:  # a new group: its sinks read all of them
+            await self.repeated("history-new-group", "batch", self.engines[-1], ["worker"])
         if "memory" in scenarios:
             await self.repeated("memory", "memory", args.memory_windows, ["worker"], 1)
         if "latency" in scenarios:
@@ -104,6 +106,7 @@ class Series:
             self.settings, scenario, system, tag, prefix, item, engines,
             ["--topic", TopicNames(prefix).ingest, *producer], self.tmp, self.broker,
             deadline_s=self.args.deadline_s, done_by_stats=scenario == "memory", repeat=rep,
+            profile_dir=self.args.profile,
         )  # fmt: skip
 
     async def create_topics(self, plan: Plan) -> None:
@@ -131,10 +134,13 @@ class Series:
         plan = self.plan(scenario, system, item, engines, producer, rep)
         try:
             await self.create_topics(plan)
-            if scenario == "history":
+            if scenario.startswith("history"):
                 seconds = await fill_outputs(self.settings, plan.names, self.args.history_records)
                 self.history.setdefault("fill_s", []).append(round(seconds, 1))
                 plan.watch_since = await end_offsets(self.settings, plan.out_topic)
+                if scenario == "history":  # a restart: the group has read them before
+                    outputs = [plan.names.metrics_windows, plan.names.dead_letter]
+                    await commit_at_ends(self.settings, f"bp-{plan.tag}", outputs)
             return await run_one(plan)
         finally:
             await delete_topics(self.settings, plan.tag)
@@ -175,8 +181,9 @@ class Series:
         return {
             "median_events_per_s": medians(self.results),
             "goals": {f"e{e}": goals(self.results, e, max(self.engines)) for e in self.engines},
-            "history": {**self.history, "start_to_first_s": [
-                r.start_to_first_s for r in self.results if r.scenario == "history"]},
+            "history": {**self.history, **{f"{name}_start_to_first_s": [
+                r.start_to_first_s for r in self.results if r.scenario == name]
+                for name in ("history", "history-new-group")}},
             "memory_peak_rss_mb": [r.peak_rss_mb for r in self.results if r.scenario == "memory"],
             "latency": self.latency,
         }  # fmt: skip
