@@ -78,7 +78,8 @@ bench-windows: $(STAMP) kafka-up  ## window agent vs a plain loop and Quix Strea
 bench-pipeline: $(STAMP) kafka-up  ## the whole worker end to end vs Quix Streams and a plain loop (bench/pipeline)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.pipeline.run --repeat 3 --engines 20,1000 --shapes single,batch \
-	  --scenarios throughput,mixed,history,memory,latency --out bench/pipeline/results/full.json
+	  --scenarios throughput,mixed,history,history-new-group,memory,latency \
+	  --out bench/pipeline/results/full.json
 
 clean:  ## remove local state (broker data, outputs, caches); keeps .venv
 	-ops/kafka/kafka.sh stop
