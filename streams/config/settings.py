@@ -108,7 +108,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    api_token: str = ""
+    api_token: str = field(default="", repr=False)  # a secret: never in repr or logs
     log_level: str = "warning"
     partitions: int = 4
     replication_factor: int = 1
@@ -152,7 +152,7 @@ class Settings:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
     sasl_username: str = ""
-    sasl_password: str = ""
+    sasl_password: str = field(default="", repr=False)  # a secret: never in repr or logs
     ssl_cafile: str = ""
 
     @classmethod

@@ -310,3 +310,12 @@ def test_describe_shows_unset_secrets_as_empty() -> None:
     assert shown["api_token"] == ""
     assert shown["sasl_password"] == ""
     assert shown["bootstrap_servers"] == "127.0.0.1:9092"
+
+
+def test_repr_never_shows_a_secret() -> None:
+    settings = Settings.from_env({"ENGINESTREAM_API_TOKEN": "tok-secret-123",
+                                  "KAFKA_SASL_PASSWORD": "pw-secret-456"})  # fmt: skip
+    for text in (repr(settings), str(settings)):
+        assert "tok-secret-123" not in text and "pw-secret-456" not in text
+        assert "bootstrap_servers=" in text  # the rest is still there
+    assert settings.api_token == "tok-secret-123"  # and the values are kept
