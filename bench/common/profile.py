@@ -9,6 +9,7 @@ not in py-spy's output (it records only running ones).
 
 from __future__ import annotations
 
+import argparse
 import signal
 import subprocess
 import sys
@@ -80,3 +81,12 @@ def print_summary(path: Path, rules: Rules, top: int) -> None:
     print(f"\ntop {top} leaf frames:")
     for frame, n in leaves.most_common(top):
         print(f"{100 * n / total:5.1f}%  {frame}")
+
+
+def summary_main(prog: str, rules: Rules, argv: list[str] | None = None) -> None:
+    """The command line of a benchmark's profile summary: `prog PROFILE.txt [--top N]`."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("profile", type=Path)
+    parser.add_argument("--top", type=int, default=20)
+    args = parser.parse_args(argv)
+    print_summary(args.profile, rules, args.top)

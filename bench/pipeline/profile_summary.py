@@ -11,10 +11,7 @@ event loop's own work between callbacks, mostly.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from bench.common.profile import Rules, print_summary
+from bench.common.profile import Rules, summary_main
 
 RULES: Rules = (
     ("validation (jsonschema_rs verdict)", ("streams/domain/validation.py",)),
@@ -47,11 +44,7 @@ RULES: Rules = (
 
 def main(argv: list[str] | None = None) -> None:
     """Print the summary."""
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline.profile_summary")
-    parser.add_argument("profile", type=Path)
-    parser.add_argument("--top", type=int, default=20)
-    args = parser.parse_args(argv)
-    print_summary(args.profile, RULES, args.top)
+    summary_main("python -m bench.pipeline.profile_summary", RULES, argv)
 
 
 if __name__ == "__main__":

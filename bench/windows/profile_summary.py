@@ -10,10 +10,7 @@ the window agent counts as the agent's, and the event loop's own frames count as
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from bench.common.profile import Rules, print_summary
+from bench.common.profile import Rules, summary_main
 
 # (category, substrings of a frame "function (file:line)"), tried in this order.
 RULES: Rules = (
@@ -45,11 +42,7 @@ RULES: Rules = (
 
 def main(argv: list[str] | None = None) -> None:
     """Print the summary."""
-    parser = argparse.ArgumentParser(prog="python -m bench.windows.profile_summary")
-    parser.add_argument("profile", type=Path)
-    parser.add_argument("--top", type=int, default=20)
-    args = parser.parse_args(argv)
-    print_summary(args.profile, RULES, args.top)
+    summary_main("python -m bench.windows.profile_summary", RULES, argv)
 
 
 if __name__ == "__main__":
