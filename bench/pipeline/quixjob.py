@@ -1,7 +1,7 @@
 """Quix Streams doing the pipeline's job, in a child process (`pip install -e '.[bench]'`).
 
-`full`: every event validated (bench.pipeline.job.Checker: fastjsonschema compiled from
-the worker's schema files), the valid executions written as JSON lines by a Quix sink
+`full`: every event validated (bench.pipeline.job.Checker: the worker's own validator
+over its schema files), the valid executions written as JSON lines by a Quix sink
 (written and fsynced at each Quix checkpoint), and 60 s tumbling windows of count, sum,
 min and max of latency per engine, grace 5 s, `.final()` closing by partition (the
 partition's highest event time; the default closes a key's windows only when that key
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common.baseline import mark
-from bench.common.kafka import MAX_BYTES
+from bench.common.quix import application, latency_windows
 from bench.pipeline.job import EXECUTION, WINDOW_S, Checker, JsonlFile, event_type_of
 
 GRACE_MS = 5_000
@@ -29,7 +29,7 @@ def quix_sink(path: Path) -> Any:
     import orjson
     from quixstreams.sinks import BaseSink
 
-    class JsonlSink(BaseSink):  # type: ignore[misc]
+    class JsonlSink(BaseSink):
         def __init__(self) -> None:
             super().__init__()
             self.file = JsonlFile(path)
@@ -48,19 +48,7 @@ def quix_main(
     batched: bool, full: bool, path: Path,
 ) -> None:  # fmt: skip
     """Run the Quix application until the parent stops it."""
-    from quixstreams import Application
-    from quixstreams.dataframe.windows import Count, Max, Min, Sum
-
-    ready = [False]
-    app = Application(
-        broker_address=bootstrap,
-        consumer_group=group,
-        auto_offset_reset="earliest",
-        state_dir=state_dir,
-        loglevel="WARNING",
-        commit_interval=COMMIT_INTERVAL_S,
-        consumer_extra_config={"max.partition.fetch.bytes": MAX_BYTES},
-    )
+    app = application(bootstrap, group, state_dir, commit_interval=COMMIT_INTERVAL_S)
 
     def event_time(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> int:
         if isinstance(value, dict) and "timestamp" in value:
@@ -96,16 +84,7 @@ def quix_main(
         # partition (JSON keys, Quix's default, would be quoted and land elsewhere).
         sdf = sdf.group_by("engine_id", key_serializer="str", key_deserializer="str")
     sdf = sdf.apply(lambda event: {"latency_ms": event["metrics"]["latency_ms"]})
-    sdf = (
-        sdf.tumbling_window(WINDOW_S * 1000, grace_ms=GRACE_MS)
-        .agg(
-            count=Count(),
-            latency_sum=Sum("latency_ms"),
-            latency_min=Min("latency_ms"),
-            latency_max=Max("latency_ms"),
-        )
-        .final(closing_strategy="partition")
-    )
+    sdf = latency_windows(sdf, WINDOW_S * 1000, GRACE_MS).final(closing_strategy="partition")
 
     def record(window: dict[str, Any], key: Any, ts: int, headers: Any) -> dict[str, Any]:
         engine = key.decode() if isinstance(key, bytes) else str(key)
@@ -119,13 +98,4 @@ def quix_main(
 
     sdf = sdf.apply(record, metadata=True)
     sdf.to_topic(out, key=lambda value: value["engine_id"])
-    assign = app._on_assign  # what Quix subscribes with (in run): wrap it
-
-    def assigned(*args: Any, **kwargs: Any) -> Any:
-        if not ready[0]:
-            ready[0] = True
-            mark("READY")
-        return assign(*args, **kwargs)
-
-    app._on_assign = assigned  # type: ignore[method-assign]
     app.run()

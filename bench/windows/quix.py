@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common.baseline import mark
-from bench.common.kafka import MAX_BYTES
+from bench.common.quix import application, latency_windows
 from bench.windows.workload import WINDOW_S
 
 
@@ -15,23 +15,7 @@ def quix_main(
     bootstrap: str, topic_name: str, group: str, state_dir: str, total: int, shape: str
 ) -> None:
     """Quix Streams: 60 s tumbling windows per engine over the event time."""
-    from quixstreams import Application
-    from quixstreams.dataframe.windows import Count, Max, Min, Sum
-
-    def on_assign(*_: Any) -> None:
-        if not ready[0]:
-            ready[0] = True
-            mark("READY")
-
-    ready = [False]
-    app = Application(
-        broker_address=bootstrap,
-        consumer_group=group,
-        auto_offset_reset="earliest",
-        state_dir=state_dir,
-        loglevel="WARNING",
-        consumer_extra_config={"max.partition.fetch.bytes": MAX_BYTES},
-    )
+    app = application(bootstrap, group, state_dir)
 
     def event_time(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> int:
         if isinstance(value, dict):
@@ -60,21 +44,5 @@ def quix_main(
         return {"latency_ms": event["metrics"]["latency_ms"]}
 
     sdf = sdf.apply(counted)
-    sdf = (
-        sdf.tumbling_window(WINDOW_S * 1000, grace_ms=5_000)
-        .agg(
-            count=Count(),
-            latency_sum=Sum("latency_ms"),
-            latency_min=Min("latency_ms"),
-            latency_max=Max("latency_ms"),
-        )
-        .final()
-    )
-    consumer_assign = app._on_assign  # what Quix subscribes with (in run): wrap it
-
-    def assigned(*args: Any, **kwargs: Any) -> Any:
-        on_assign()
-        return consumer_assign(*args, **kwargs)
-
-    app._on_assign = assigned  # type: ignore[method-assign]
+    sdf = latency_windows(sdf, WINDOW_S * 1000, 5_000).final()
     app.run()
