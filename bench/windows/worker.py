@@ -153,7 +153,10 @@ def faust_stream_child() -> None:
     from streams.runtime import app as app_module
     from streams.runtime import consumer
 
-    consumer.install = lambda app: None
+    def faust_consumer(app: object, fetch_wait_s: float | None = None) -> None:
+        """Leave faust's own consumer in place (install's signature)."""
+
+    consumer.install = faust_consumer
     app_module.keep_root_log_level = lambda app, level: None
     window_agent.BulkConsumer = StreamAgentConsumer  # type: ignore[assignment,misc]
     cli.main(["worker"])
