@@ -122,8 +122,8 @@ class RouterProcessor:
             for out in pack(routed, names.typed, self.partitions, self.settings.output_batch_bytes):
                 written = None
                 if handoff is not None and out.docs and handoff.wants(out.topic):
-                    written = functools.partial(
-                        handoff.put_at, out.topic, out.partition, out.value, out.docs
+                    written = functools.partial(  # called with the offset
+                        handoff.put, out.topic, out.partition, value=out.value, docs=out.docs
                     )
                 await outputs.send(
                     source, out.source_position, (out.topic, out.partition), out.key, out.value,

@@ -72,12 +72,6 @@ class Handoff:
             self._events -= len(dropped.docs)
             self.evicted += 1
 
-    def put_at(
-        self, topic: str, partition: int, value: bytes, docs: list[Any], offset: int
-    ) -> None:
-        """`put` with the offset last (a callback once the broker answers it)."""
-        self.put(topic, partition, offset, value, docs)
-
     def take(
         self, topic: str, partition: int, offset: int, value: bytes | None
     ) -> list[Any] | None:
