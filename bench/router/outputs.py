@@ -38,7 +38,7 @@ async def create_topics(settings: Settings, names: list[str]) -> None:
                 NewTopic(
                     name,
                     settings.partitions,
-                    settings.replication_factor,
+                    settings.replication_factor or 1,
                     topic_configs=TOPIC_CONFIG,
                 )
                 for name in names

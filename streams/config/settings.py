@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,50 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be true or false")
+
+
+def _replicas(env: Mapping[str, str], name: str) -> int:
+    """A replica count, or "auto" (0): decided from the cluster's size at start."""
+    raw = env.get(name)
+    if raw is None or raw.strip() in ("", "auto"):
+        return 0
+    return _int(env, name, 0, minimum=1)
+
+
+def _url(env: Mapping[str, str], name: str) -> str:
+    raw = _str(env, name, "").rstrip("/")
+    if not raw:
+        return ""
+    scheme, sep, rest = raw.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if (
+        scheme not in ("http", "https")
+        or not sep
+        or not colon
+        or not host
+        or "/" in rest
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+    ):
+        raise SettingsError(
+            f"{name}={raw!r} must be http://host:port, the address other workers reach this "
+            "one at (example: http://10.0.0.7:6066)"
+        )
+    if host in WILDCARD_HOSTS:
+        raise SettingsError(f"{name}={raw!r} names a wildcard address; peers cannot reach it")
+    return raw
+
+
 def _sizes(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -97,6 +142,13 @@ def parse_bootstrap(raw: str) -> str:
     return ",".join(servers)
 
 
+# Fields whose values are secrets: masked by describe(), hidden from repr.
+SECRET_FIELDS = frozenset({"api_token", "sasl_password", "ssl_key_password"})
+
+# Bind addresses that mean "every interface": never an address a peer can use.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", "*", ""})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the defaults of the embedded laptop setup."""
@@ -108,10 +160,18 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # The URL other workers use to reach this one's views (forwarding, fan-out); empty:
+    # http://web_host:web_port, or the host name when web_host is a wildcard.
+    web_advertised_url: str = ""
     api_token: str = field(default="", repr=False)  # a secret: never in repr or logs
+    # When true, GET views need the bearer token too (only /health stays open).
+    api_token_for_reads: bool = False
     log_level: str = "warning"
     partitions: int = 4
-    replication_factor: int = 1
+    # Replicas per topic and the in-sync replicas a write needs; 0 = auto: 3 and 2 on a
+    # cluster of three or more brokers, else 1 and 1 (see streams.kafka.admin).
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
     # A message larger than this is dead-lettered as oversized.
     max_message_bytes: int = 1_000_000
     # How much of an oversized message its dead letter keeps (with size and digest).
@@ -154,6 +214,10 @@ class Settings:
     sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)  # a secret: never in repr or logs
     ssl_cafile: str = ""
+    # Mutual TLS: this client's certificate chain and private key (PEM), the key's password.
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_key_password: str = field(default="", repr=False)  # a secret
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -173,7 +237,9 @@ class Settings:
             data_dir=Path(_str(env, "ENGINESTREAM_DATA_DIR", "data")),
             web_host=_str(env, "ENGINESTREAM_WEB_HOST", cls.web_host),
             web_port=_int(env, "ENGINESTREAM_WEB_PORT", cls.web_port, minimum=1, maximum=65535),
+            web_advertised_url=_url(env, "ENGINESTREAM_WEB_ADVERTISED_URL"),
             api_token=_str(env, "ENGINESTREAM_API_TOKEN", cls.api_token),
+            api_token_for_reads=_bool(env, "ENGINESTREAM_API_TOKEN_FOR_READS", False),
             log_level=_choice(
                 env,
                 "ENGINESTREAM_LOG_LEVEL",
@@ -181,9 +247,8 @@ class Settings:
                 ("debug", "info", "warning", "error"),
             ),
             partitions=_int(env, "ENGINESTREAM_PARTITIONS", cls.partitions, minimum=1),
-            replication_factor=_int(
-                env, "ENGINESTREAM_REPLICATION_FACTOR", cls.replication_factor, minimum=1
-            ),
+            replication_factor=_replicas(env, "ENGINESTREAM_REPLICATION_FACTOR"),
+            min_insync_replicas=_replicas(env, "ENGINESTREAM_MIN_INSYNC_REPLICAS"),
             max_message_bytes=_int(
                 env, "ENGINESTREAM_MAX_MESSAGE_BYTES", cls.max_message_bytes, minimum=64
             ),
@@ -236,14 +301,27 @@ class Settings:
             sasl_username=_str(env, "KAFKA_SASL_USERNAME", ""),
             sasl_password=_str(env, "KAFKA_SASL_PASSWORD", ""),
             ssl_cafile=_str(env, "KAFKA_SSL_CAFILE", ""),
+            ssl_certfile=_str(env, "KAFKA_SSL_CERTFILE", ""),
+            ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
+            ssl_key_password=_str(env, "KAFKA_SSL_KEY_PASSWORD", ""),
         )
+
+    @property
+    def advertised_url(self) -> str:
+        """The URL peers reach this worker's views at (see `web_advertised_url`)."""
+        if self.web_advertised_url:
+            return self.web_advertised_url
+        host = socket.gethostname() if self.web_host in WILDCARD_HOSTS else self.web_host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.web_port}"
 
     def describe(self) -> dict[str, str]:
         """The settings as strings, secrets masked, for logs and `--help` output."""
         shown = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"api_token", "sasl_password"} and value:
+            if f.name in SECRET_FIELDS and value:
                 value = "***"
             shown[f.name] = str(value)
         return shown

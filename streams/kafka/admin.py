@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -51,6 +51,20 @@ def client_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password
     return options
+
+
+def replication(settings: Settings, brokers: int) -> Settings:
+    """`settings` with its replica counts decided for a cluster of `brokers` brokers.
+
+    "auto" (0) is three replicas and two in sync on three or more brokers, so a write
+    acknowledged by `acks=all` survives losing any one broker and the cluster keeps
+    accepting writes with one down; on fewer brokers, one and one. A count set
+    explicitly is kept as it is (a cluster smaller than it refuses to create topics,
+    and says so).
+    """
+    factor = settings.replication_factor or (3 if brokers >= 3 else 1)
+    insync = settings.min_insync_replicas or (2 if factor >= 3 else 1)
+    return replace(settings, replication_factor=factor, min_insync_replicas=min(insync, factor))
 
 
 async def _admin(settings: Settings, timeout_s: float) -> AIOKafkaAdminClient:
@@ -99,12 +113,22 @@ async def ensure_topics(
         specs = TopicNames(settings.topic_prefix).specs(settings.partitions)
     admin = await _admin(settings, timeout_s)
     try:
+        if not (settings.replication_factor and settings.min_insync_replicas):
+            cluster = await admin.describe_cluster()
+            settings = replication(settings, len(cluster.get("brokers", [])))
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(s.name, s.partitions, settings.replication_factor)
+                    NewTopic(
+                        s.name,
+                        s.partitions,
+                        settings.replication_factor,
+                        topic_configs={
+                            "min.insync.replicas": str(settings.min_insync_replicas)
+                        },
+                    )
                     for s in missing
                 ]
             )

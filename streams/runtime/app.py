@@ -29,7 +29,8 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.data_dir / "faust" / settings.app_id),
         autodiscover=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        # The worker decides "auto" from the cluster's size first (streams.kafka.admin).
+        topic_replication_factor=settings.replication_factor or 1,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         # A crashed worker's partitions move to the others within seconds, not a minute.
@@ -42,6 +43,8 @@ def create_app(settings: Settings) -> faust.App:
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # What the assignor tells the other workers: where to forward and fan out to.
+        canonical_url=settings.advertised_url,
     )
     # The consumer without faust's per-message wait_first (see streams.runtime.consumer), and
     # the root logger kept at our level (faust.Worker sets it to DEBUG).

@@ -21,7 +21,7 @@ from streams.config.topics import TopicNames
 from streams.domain.router import Router
 from streams.domain.validation import default_registry
 from streams.domain.windows import WindowConfig
-from streams.kafka.admin import check_broker, ensure_topics
+from streams.kafka.admin import check_broker, ensure_topics, replication
 from streams.runtime.app import create_app
 from streams.runtime.handoff import Handoff
 from streams.runtime.router_counters import RouterCounters
@@ -104,12 +104,12 @@ def window_config(settings: Settings) -> WindowConfig:
     )
 
 
-async def prepare(settings: Settings) -> dict[str, int]:
-    """Fail fast if the broker is unreachable; create the topics; answer their
-    partition counts."""
-    await check_broker(settings)
+async def prepare(settings: Settings) -> tuple[Settings, dict[str, int]]:
+    """Fail fast if the broker is unreachable; decide the replica counts for the
+    cluster's size; create the topics; answer the settings and the partition counts."""
+    settings = replication(settings, await check_broker(settings))
     states = await ensure_topics(settings)
-    return {s.name: s.partitions for s in states}
+    return settings, {s.name: s.partitions for s in states}
 
 
 def run_worker(settings: Settings) -> None:
@@ -118,7 +118,7 @@ def run_worker(settings: Settings) -> None:
     client_log = logging.getLogger("aiokafka")
     client_log.setLevel(logging.CRITICAL)  # a failed pre-flight is reported in one line
     try:
-        partitions = asyncio.run(prepare(settings))
+        settings, partitions = asyncio.run(prepare(settings))
     finally:
         client_log.setLevel(logging.NOTSET)
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,10 @@ VARIABLES: dict[str, tuple[str, str, Any]] = {
     "ENGINESTREAM_LOG_LEVEL": ("debug", "log_level", "debug"),
     "ENGINESTREAM_PARTITIONS": ("12", "partitions", 12),
     "ENGINESTREAM_REPLICATION_FACTOR": ("3", "replication_factor", 3),
+    "ENGINESTREAM_MIN_INSYNC_REPLICAS": ("2", "min_insync_replicas", 2),
+    "ENGINESTREAM_WEB_ADVERTISED_URL": ("http://10.0.0.7:6066/", "web_advertised_url",
+                                        "http://10.0.0.7:6066"),
+    "ENGINESTREAM_API_TOKEN_FOR_READS": ("true", "api_token_for_reads", True),
     "ENGINESTREAM_MAX_MESSAGE_BYTES": ("2000000", "max_message_bytes", 2_000_000),
     "ENGINESTREAM_DEAD_LETTER_KEEP_BYTES": ("1024", "dead_letter_keep_bytes", 1024),
     "ENGINESTREAM_MAX_DEPTH": ("16", "max_depth", 16),
@@ -52,8 +56,11 @@ VARIABLES: dict[str, tuple[str, str, Any]] = {
     "KAFKA_SASL_USERNAME": ("svc-enginestream", "sasl_username", "svc-enginestream"),
     "KAFKA_SASL_PASSWORD": ("pw-secret-456", "sasl_password", "pw-secret-456"),
     "KAFKA_SSL_CAFILE": ("/etc/ssl/ca.pem", "ssl_cafile", "/etc/ssl/ca.pem"),
+    "KAFKA_SSL_CERTFILE": ("/etc/ssl/me.pem", "ssl_certfile", "/etc/ssl/me.pem"),
+    "KAFKA_SSL_KEYFILE": ("/etc/ssl/me.key", "ssl_keyfile", "/etc/ssl/me.key"),
+    "KAFKA_SSL_KEY_PASSWORD": ("key-secret-789", "ssl_key_password", "key-secret-789"),
 }  # fmt: skip
-SECRETS = {"api_token", "sasl_password"}
+SECRETS = {"api_token", "sasl_password", "ssl_key_password"}
 
 
 class RecordingEnv(dict[str, str]):
@@ -84,7 +91,9 @@ def test_defaults() -> None:
     assert settings.data_dir == Path("data")
     assert (settings.web_host, settings.web_port) == ("127.0.0.1", 6066)
     assert settings.log_level == "warning"
-    assert (settings.partitions, settings.replication_factor) == (4, 1)
+    assert (settings.partitions, settings.replication_factor) == (4, 0)  # 0: auto
+    assert settings.min_insync_replicas == 0
+    assert settings.web_advertised_url == "" and not settings.api_token_for_reads
     assert settings.max_message_bytes == 1_000_000
     assert settings.dead_letter_keep_bytes == 65_536
     assert settings.security_protocol == "PLAINTEXT"
@@ -319,3 +328,45 @@ def test_repr_never_shows_a_secret() -> None:
         assert "tok-secret-123" not in text and "pw-secret-456" not in text
         assert "bootstrap_servers=" in text  # the rest is still there
     assert settings.api_token == "tok-secret-123"  # and the values are kept
+
+
+# ------------------------------------------------------ advertised address --
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "http://127.0.0.1:6066"),
+        ({"ENGINESTREAM_WEB_HOST": "10.1.2.3", "ENGINESTREAM_WEB_PORT": "7000"},
+         "http://10.1.2.3:7000"),
+        ({"ENGINESTREAM_WEB_HOST": "0.0.0.0",
+          "ENGINESTREAM_WEB_ADVERTISED_URL": "http://127.0.0.3:6066"}, "http://127.0.0.3:6066"),
+        ({"ENGINESTREAM_WEB_HOST": "::1"}, "http://[::1]:6066"),
+    ],
+)
+def test_advertised_url(env: dict[str, str], expected: str) -> None:
+    assert Settings.from_env(env).advertised_url == expected
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
+def test_a_wildcard_bind_advertises_the_host_name(wildcard: str) -> None:
+    import socket
+
+    settings = Settings.from_env({"ENGINESTREAM_WEB_HOST": wildcard})
+    assert settings.advertised_url == f"http://{socket.gethostname()}:6066"
+    assert wildcard not in settings.advertised_url
+
+
+@pytest.mark.parametrize(
+    "raw", ["10.0.0.7:6066", "ftp://h:1", "http://h", "http://h:0", "http://h:1/x",
+            "http://0.0.0.0:6066"],
+)
+def test_a_bad_advertised_url_names_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="ENGINESTREAM_WEB_ADVERTISED_URL"):
+        Settings.from_env({"ENGINESTREAM_WEB_ADVERTISED_URL": raw})
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2"])
+def test_a_bad_boolean_names_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="ENGINESTREAM_API_TOKEN_FOR_READS"):
+        Settings.from_env({"ENGINESTREAM_API_TOKEN_FOR_READS": raw})
