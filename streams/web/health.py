@@ -1,4 +1,5 @@
-"""Faust web views (JSON): health and readiness, and the router's running counts."""
+"""Faust web views (JSON): health and readiness (with the address this worker advertises
+to its peers), and the router's running counts."""
 
 from __future__ import annotations
 
@@ -50,7 +51,10 @@ def register_web(
     class Health(View):
         async def get(self, request: Request) -> Response:
             state = readiness(app)
-            return self.json({"status": "ok", **state}, status=200 if state["ready"] else 503)
+            # The address the other workers forward to and gather from: a wrong one
+            # shows here before it shows as 503s.
+            body = {"status": "ok", **state, "advertised_url": str(app.conf.canonical_url)}
+            return self.json(body, status=200 if state["ready"] else 503)
 
     @app.page("/stats")
     class Stats(View):
