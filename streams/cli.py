@@ -74,8 +74,13 @@ def worker() -> None:
     """Run one worker (router agents and web views) until Ctrl-C or SIGTERM."""
     from streams.runtime.versions import UnsupportedRuntime
     from streams.runtime.worker import run_worker
+    from streams.web.auth import require_read_token
 
     settings = _settings()
+    try:
+        require_read_token(settings)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         run_worker(settings)
     except (ClusterNotReady, UnsupportedRuntime) as exc:

@@ -26,6 +26,7 @@ from streams.runtime.app import create_app
 from streams.runtime.handoff import Handoff
 from streams.runtime.router_counters import RouterCounters
 from streams.runtime.versions import check_versions
+from streams.web.auth import guard_reads
 from streams.web.dashboard import register_dashboard
 from streams.web.health import register_web
 from streams.web.prometheus import register_prometheus
@@ -89,6 +90,7 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     )
     register_prometheus(app, counters, processor, sinks)
     register_dashboard(app)
+    guard_reads(app, settings)
     return app
 
 

@@ -3,13 +3,12 @@
 GET /jobs?status=&kind=, GET /jobs/{id}, POST /jobs, POST /jobs/{id}/cancel,
 GET /sessions/{id}, GET /sessions/{id}/export, GET /engines/{id}/status.
 Mutating calls need `Authorization: Bearer <ENGINESTREAM_API_TOKEN>` (401 without,
-403 wrong). Bad input answers 4xx with a JSON error; during recovery, 503 with
-Retry-After.
+403 wrong); reads too when ENGINESTREAM_API_TOKEN_FOR_READS is true (streams.web.auth).
+Bad input answers 4xx with a JSON error; during recovery, 503 with Retry-After.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,22 +23,11 @@ from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.domain.jobs import Job, JobKind, JobStatus, new_job_id
 from streams.domain.sessions import Session
+from streams.web.auth import check_token
 from streams.web.health import recovering, unavailable
 from streams.web.peers import PeerUnavailable, ask_peers
 
 Handler = Callable[[], Awaitable[Response]]
-
-
-def check_token(request: Request, token: str) -> tuple[int, str] | None:
-    """None when the request carries the bearer token, else (status, why)."""
-    if not token:
-        return 403, "mutating calls are disabled: set ENGINESTREAM_API_TOKEN on the workers"
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return 401, "missing bearer token (Authorization: Bearer <ENGINESTREAM_API_TOKEN>)"
-    if not hmac.compare_digest(header[len("Bearer ") :].encode(), token.encode()):
-        return 403, "wrong bearer token"
-    return None
 
 
 def error(view: View, status: int, message: str, **extra: Any) -> Response:
@@ -87,7 +75,7 @@ def register_state_views(
             found = jobs.records()
             if request.query.get("local") != "1":
                 try:
-                    for answer in await ask_peers(app, "/jobs?local=1"):
+                    for answer in await ask_peers(app, "/jobs?local=1", request):
                         found.extend(answer["jobs"])
                 except PeerUnavailable:
                     return unavailable(self)

@@ -24,7 +24,7 @@ def register_training_views(app: faust.App, processor: TrainingProcessor) -> Non
             counts: Counter[str] = processor.counts()
             if request.query.get("local") != "1":
                 try:
-                    for answer in await ask_peers(app, "/training/stats?local=1"):
+                    for answer in await ask_peers(app, "/training/stats?local=1", request):
                         counts.update(answer["decisions"])
                 except PeerUnavailable:
                     return unavailable(self)

@@ -139,7 +139,7 @@ def register_window_views(app: faust.App, processor: Any) -> None:
             engines = await local_summaries()
             if request.query.get("local") != "1":
                 try:
-                    for answer in await ask_peers(app, "/engines?local=1"):
+                    for answer in await ask_peers(app, "/engines?local=1", request):
                         engines.update(answer["engines"])
                 except PeerUnavailable:
                     return unavailable(self)
