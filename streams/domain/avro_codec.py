@@ -18,11 +18,12 @@ import json
 import lzma
 import zlib
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import fastavro
 from fastavro.validation import ValidationError as _FastavroValidationError
+
+from streams.domain.schema_location import schema_root
 
 __all__ = [
     "AVRO_DIR",
@@ -37,7 +38,7 @@ __all__ = [
     "load_avro_schemas",
 ]
 
-AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+AVRO_DIR = schema_root() / "avro"
 """Directory holding one ``<event type>.avsc`` writer schema per event type."""
 
 AVRO_MAGIC = b"Obj\x01"

@@ -36,7 +36,9 @@ import orjson
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "v1"
+from streams.domain.schema_location import schema_root
+
+SCHEMA_DIR = schema_root() / "v1"
 
 # The field that names the variant of a multi-variant event.
 DISCRIMINATORS: dict[str, str] = {
