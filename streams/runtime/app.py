@@ -56,11 +56,18 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def _credentials(settings: Settings) -> faust.auth.Credentials:
-    import ssl
+    from streams.tls import client_ssl_context
 
     context = None
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+        # The same context as the pre-flight's (streams.kafka.admin), which has already
+        # named any unusable file.
+        context = client_ssl_context(
+            settings.ssl_cafile,
+            settings.ssl_certfile,
+            settings.ssl_keyfile,
+            settings.ssl_key_password,
+        )
     if settings.security_protocol == "SSL":
         assert context is not None
         return faust.SSLCredentials(context)
