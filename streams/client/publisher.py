@@ -87,6 +87,7 @@ from streams.config.settings import Settings, parse_bootstrap
 from streams.config.topics import TopicNames
 from streams.domain.validation import SchemaRegistry, default_registry
 from streams.kafka.admin import client_options
+from streams.tls import ENV_NAMES
 
 # The names this module has always offered, wherever they are defined now.
 __all__ = ["DROP_REASONS", "EVENT_TYPE_HEADER", "Publisher", "PublisherStats", "State"]
@@ -107,7 +108,10 @@ class Publisher:
     docstring for the guarantees). Create it with `await Publisher.connect(...)`, or
     `Publisher(settings)` and `await start()`; end with `await close()`.
 
-    `settings` defaults to `Settings.from_env()`; keyword options override it. The
+    `settings` defaults to `Settings.from_env()`; keyword options override it. TLS:
+    `ssl_cafile` (the CA that signed the broker's certificate) and, for mutual TLS,
+    `ssl_certfile`, `ssl_keyfile` and `ssl_key_password` (PEM files); a file that
+    cannot be used raises `streams.tls.TLSConfigError` (a ValueError) naming it. The
     work is shared by a `Buffer` (what is accepted, and the counts) and a `Sender`
     (the producer and the task that feeds it, on the event loop).
     """
@@ -136,6 +140,9 @@ class Publisher:
         sasl_username: str | None = None,
         sasl_password: str | None = None,
         ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_key_password: str | None = None,
         registry: SchemaRegistry | None = None,
     ) -> None:
         base = settings if settings is not None else Settings.from_env()
@@ -149,6 +156,9 @@ class Publisher:
             "sasl_username": sasl_username,
             "sasl_password": sasl_password,
             "ssl_cafile": ssl_cafile,
+            "ssl_certfile": ssl_certfile,
+            "ssl_keyfile": ssl_keyfile,
+            "ssl_key_password": ssl_key_password,
         }
         self.settings = dataclasses.replace(
             base, **{k: v for k, v in overrides.items() if v is not None}
@@ -182,8 +192,14 @@ class Publisher:
         _positive("max_event_bytes", self._max_event_bytes)
         self._logged_invalid: set[tuple[str, str | None, str]] = set()
         self._buffer = Buffer(buffer_events, batch_events, batch_bytes, linger_ms / 1000)
+        # A TLS file that cannot be used is named as the caller gave it: the keyword
+        # option, or the environment variable when it came from there.
+        tls_names = {
+            key: name if settings is None and overrides[f"ssl_{key}"] is None else f"ssl_{key}"
+            for key, name in ENV_NAMES.items()
+        }
         producer_options: dict[str, Any] = {
-            **client_options(self.settings),
+            **client_options(self.settings, tls_names),
             "client_id": client_id,
             "acks": "all",
             "enable_idempotence": True,
