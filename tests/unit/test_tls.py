@@ -122,7 +122,8 @@ def test_an_unusable_file_is_one_line_naming_its_variable(
     }
     template, expected = CASES[case]
     with pytest.raises(TLSConfigError) as raised:
-        client_ssl_context(**{k: v.format(**paths) for k, v in template.items()})
+        arguments: dict[str, Any] = {k: v.format(**paths) for k, v in template.items()}
+        client_ssl_context(**arguments)
     message = str(raised.value)
     assert expected in message
     assert "\n" not in message
