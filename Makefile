@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-up kafka-down kafka-status run worker fleet topics test test-unit \
-        test-integration lint typecheck bench-router bench-sinks bench-windows bench-pipeline \
-        compose-schema clean
+.PHONY: help venv kafka-up kafka-down kafka-status kafka-cluster-up kafka-cluster-down \
+        run worker fleet topics test test-unit test-integration lint typecheck bench-router \
+        bench-sinks bench-windows bench-pipeline compose-schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -29,6 +29,12 @@ kafka-down:  ## stop the local Kafka broker
 
 kafka-status:  ## is the local broker running?
 	@ops/kafka/kafka.sh status
+
+kafka-cluster-up:  ## start a local three-node Kafka cluster (replicated topics); prints KAFKA_BOOTSTRAP_SERVERS=...
+	@ops/kafka/kafka.sh cluster-start
+
+kafka-cluster-down:  ## stop the local three-node Kafka cluster
+	@ops/kafka/kafka.sh cluster-stop
 
 run: $(STAMP)  ## the demo: local broker, a worker, a synthetic fleet, a live summary
 	@if [[ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then \

@@ -5,6 +5,8 @@
 #   ops/kafka/kafka.sh start    fetch, format storage once, start, wait until it answers
 #   ops/kafka/kafka.sh stop     stop the broker this checkout started (SIGTERM, then SIGKILL)
 #   ops/kafka/kafka.sh status   say whether it runs
+#   ops/kafka/kafka.sh cluster-start|cluster-stop|cluster-status|cluster-kill-node N|...
+#                               a three-node cluster instead: see ops/kafka/cluster.sh
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
 # KAFKA_HOME_DIR (<project>/.local/kafka), KAFKA_START_TIMEOUT (90 seconds),
@@ -167,5 +169,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+  cluster-*) exec "$here/cluster.sh" "${1#cluster-}" "${@:2}" ;;
+  *) echo "usage: $0 fetch|start|stop|status|cluster-start|cluster-stop|cluster-status" >&2; exit 2 ;;
 esac
