@@ -30,9 +30,12 @@ def recovering(app: faust.App) -> bool:
     return bool(app.rebalancing or (recovery is not None and not recovery.completed.is_set()))
 
 
-def unavailable(view: View, retry_after_s: int = 2) -> Response:
-    """503 with Retry-After, rather than an answer from state still being recovered."""
-    response = view.json({"error": "state is being recovered; retry shortly"}, status=503)
+def unavailable(
+    view: View, why: str = "state is being recovered; retry shortly", retry_after_s: int = 2
+) -> Response:
+    """503 with Retry-After, rather than an answer from state still being recovered
+    (or without the part of a worker that did not answer: `why` names it)."""
+    response = view.json({"error": why}, status=503)
     response.headers["Retry-After"] = str(retry_after_s)
     return response
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import faust
 import orjson
-from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from streams.agents.keyed_state import KeyedState
@@ -25,7 +24,7 @@ from streams.domain.jobs import Job, JobKind, JobStatus, new_job_id
 from streams.domain.sessions import Session
 from streams.web.auth import check_token
 from streams.web.health import recovering, unavailable
-from streams.web.peers import PeerUnavailable, ask_peers
+from streams.web.peers import PeerUnavailable, ask_owner, ask_peers
 
 Handler = Callable[[], Awaitable[Response]]
 
@@ -51,9 +50,10 @@ def register_state_views(
         if recovering(app):
             return unavailable(view)
         try:
-            return await app.router.route_req(state.table.name, key.encode(), view.web, request)
-        except SameNode:
-            return await answer()
+            forwarded = await ask_owner(app, state.table.name, key, view, request)
+        except PeerUnavailable as exc:
+            return unavailable(view, str(exc))
+        return forwarded if forwarded is not None else await answer()
 
     async def publish_command(job_id: str, command: dict[str, Any]) -> None:
         await app.producer.send(
@@ -77,8 +77,8 @@ def register_state_views(
                 try:
                     for answer in await ask_peers(app, "/jobs?local=1", request):
                         found.extend(answer["jobs"])
-                except PeerUnavailable:
-                    return unavailable(self)
+                except PeerUnavailable as exc:
+                    return unavailable(self, str(exc))
             selected = [
                 j for j in found
                 if (status is None or j["status"] == status) and (kind is None or j["kind"] == kind)

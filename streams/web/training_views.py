@@ -26,8 +26,8 @@ def register_training_views(app: faust.App, processor: TrainingProcessor) -> Non
                 try:
                     for answer in await ask_peers(app, "/training/stats?local=1", request):
                         counts.update(answer["decisions"])
-                except PeerUnavailable:
-                    return unavailable(self)
+                except PeerUnavailable as exc:
+                    return unavailable(self, str(exc))
             tiers = {t: counts.get(t, 0) for t in ("gold", "silver", "bronze")}
             body: dict[str, Any] = {
                 "decisions": dict(counts),

@@ -15,14 +15,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
-from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from streams.domain.aggregates import ExecutionStats
 from streams.domain.windows import EXECUTIONS, PartitionWindows, Window, iso, window_start
 from streams.kafka.partitioner import partition_for
 from streams.web.health import recovering, unavailable
-from streams.web.peers import PeerUnavailable, ask_peers
+from streams.web.peers import PeerUnavailable, ask_owner, ask_peers
 
 
 class BadQuery(ValueError):
@@ -141,8 +140,8 @@ def register_window_views(app: faust.App, processor: Any) -> None:
                 try:
                     for answer in await ask_peers(app, "/engines?local=1", request):
                         engines.update(answer["engines"])
-                except PeerUnavailable:
-                    return unavailable(self)
+                except PeerUnavailable as exc:
+                    return unavailable(self, str(exc))
             return self.json({"as_of": time.time(), "engines": dict(sorted(engines.items()))})
 
     @app.page("/engines/{engine_id}/windows")
@@ -151,9 +150,11 @@ def register_window_views(app: faust.App, processor: Any) -> None:
             if recovering(app):
                 return unavailable(self)
             try:
-                return await app.router.route_req(table_name, engine_id.encode(), self.web, request)
-            except SameNode:
-                pass
+                forwarded = await ask_owner(app, table_name, engine_id, self, request)
+            except PeerUnavailable as exc:
+                return unavailable(self, str(exc))
+            if forwarded is not None:
+                return forwarded
             try:
                 sizes = processor.config.sizes
                 size = int(_number(request.query, "size", min(sizes)) or 0)
