@@ -18,6 +18,10 @@
  * Query parameters: ?top=N engines in the small multiples (6), ?points=N windows per
  * chart (60), ?size=S window size in seconds (default: the smallest configured one; any
  * multiple of it works). The selected engine is kept in the URL hash (#engine=ID).
+ *
+ * Reads behind the token (ENGINESTREAM_API_TOKEN_FOR_READS): open /dashboard#token=TOKEN
+ * once; the token is kept in sessionStorage (this tab only, reloads included) and taken
+ * out of the address bar at once. Refused reads say so in the status line.
  */
 (function () {
   "use strict";
@@ -31,6 +35,8 @@
   var TOP_N = intParam("top", 6, 1, 48);
   var POINTS = intParam("points", 60, 1, 2000);
   var SIZE_PARAM = intParam("size", 0, 0, 31 * 86400);
+  var TOKEN_KEY = "enginestream.api-token";
+  var token = takeHashToken() || storedToken();
 
   var LATENCY_SERIES = [
     { name: "p50", field: "latency_p50_ms", cls: "s-p50" },
@@ -65,6 +71,37 @@
   function selectedFromHash() {
     var match = /(?:^#|&)engine=([^&]*)/.exec(window.location.hash);
     return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function tokenStore() {
+    try {
+      return window.sessionStorage;
+    } catch (err) {
+      return null; // storage disabled: the token lasts as long as the page
+    }
+  }
+
+  function storedToken() {
+    var store = tokenStore();
+    return (store && store.getItem(TOKEN_KEY)) || "";
+  }
+
+  function keepToken(value) {
+    var store = tokenStore();
+    if (store) store.setItem(TOKEN_KEY, value);
+    return value;
+  }
+
+  // #token=... is kept and removed from the address: not left in history or bookmarks.
+  function takeHashToken() {
+    var match = /(?:^#|&)token=([^&]*)/.exec(window.location.hash);
+    if (!match) return "";
+    var rest = window.location.hash.slice(1).split("&").filter(function (part) {
+      return part.indexOf("token=") !== 0;
+    }).join("&");
+    window.history.replaceState(null, "", window.location.pathname + window.location.search +
+                                (rest ? "#" + rest : ""));
+    return keepToken(decodeURIComponent(match[1]));
   }
 
   function $(id) {
@@ -157,7 +194,9 @@
   // route that does not exist is plain text, a view's own 404 is JSON). status 0: the
   // worker did not answer at all.
   function getJSON(path) {
-    return fetch(path, { cache: "no-store", headers: { Accept: "application/json" } })
+    var headers = { Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    return fetch(path, { cache: "no-store", headers: headers })
       .then(function (response) {
         return response.text().then(function (text) {
           var body = null;
@@ -737,6 +776,7 @@
     var training = answers[2].status === 200 ? answers[2].body : null;
     var all = [answers[0], answers[1], answers[2]];
     var offline = all.some(function (a) { return a.status === 0; });
+    var refused = all.some(function (a) { return a.status === 401 || a.status === 403; });
     var recovering = all.concat(data.windowStatuses.map(function (s) { return { status: s }; }))
       .some(function (a) { return a.status === 503; });
 
@@ -764,6 +804,7 @@
     renderJobs(answers[3]);
 
     if (offline) setStatus("offline", "worker not answering");
+    else if (refused) setStatus("offline", "API token needed: open /dashboard#token=…");
     else if (recovering) setStatus("recovering", "recovering — retrying");
     else setStatus("live", "live");
     var now = new Date();
