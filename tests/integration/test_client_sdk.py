@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -46,12 +44,10 @@ from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.domain.validation import default_registry
 from streams.kafka.admin import ensure_topics
 from streams.kafka.partitioner import partition_for
-from tests.worker_process import free_port
+from tests.private_broker import PrivateBroker
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-KAFKA_SH = ROOT / "ops" / "kafka" / "kafka.sh"
 EVENTS = 20_000
 REGISTRY = default_registry()
 
@@ -272,41 +268,6 @@ def test_sync_publisher_delivers_every_event_once_from_threads(
 
 
 # --- broker restart under load ---------------------------------------------------------
-
-
-class PrivateBroker:
-    """A broker of our own from ops/kafka/kafka.sh (its own home, data and ports), so
-    that stopping it leaves the shared test broker alone."""
-
-    def __init__(self, home: Path) -> None:
-        port = free_port()
-        controller = free_port()
-        while controller == port:
-            controller = free_port()
-        self.env = {
-            **os.environ,
-            "KAFKA_HOME_DIR": str(home),
-            "KAFKA_PORT": str(port),
-            "KAFKA_CONTROLLER_PORT": str(controller),
-        }
-        self.bootstrap = f"127.0.0.1:{port}"
-
-    def _run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(KAFKA_SH), command], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def start(self) -> str:
-        result = self._run("start", 240)
-        if result.returncode != 0:
-            pytest.fail(f"could not start the private broker:\n{result.stderr[-3000:]}")
-        line = result.stdout.strip().splitlines()[-1]
-        assert line == f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap}", line
-        return self.bootstrap
-
-    def stop(self) -> None:
-        result = self._run("stop", 90)
-        assert result.returncode == 0, result.stderr
 
 
 @dataclass
