@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, cast
 
 import faust
-from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from streams.config.settings import Settings
 from streams.runtime import consumer, stall_timer
+from streams.runtime.producer import WorkerProducer
 
 # Large enough for router output batches and oversized inputs that must be read
 # (to dead-letter them); the local broker accepts messages up to 8 MiB.
@@ -51,25 +50,13 @@ def create_app(settings: Settings) -> faust.App:
     # The consumer without faust's per-message wait_first (see streams.runtime.consumer), and
     # the root logger kept at our level (faust.Worker sets it to DEBUG).
     consumer.install(app, settings.fetch_wait_s)
-    # Set on the transport the consumer installed, before anything creates the producer.
-    cast(Any, app.transport).Producer = IdempotentProducer
+    # Idempotent, and keeping its topics' leaders (streams.runtime.producer): set on the
+    # transport the consumer installed, before anything creates the producer.
+    cast(Any, app.transport).Producer = WorkerProducer
     keep_root_log_level(app, settings.log_level)
     # An input partition left behind with nothing in flight is read again.
     stall_timer.guard_stalled_partitions(app)
     return app
-
-
-class IdempotentProducer(aiokafka_driver.Producer):
-    """faust's aiokafka Producer, idempotent as well as acks=all.
-
-    faust asks for idempotence only inside its transactions, which the worker does not
-    use (docs/exactly-once.md). Without it a batch whose acknowledgement was lost when
-    a broker died or a leader moved is written again on retry: the same outputs twice
-    on their destination, where the agents reading it count them twice.
-    """
-
-    def _settings_extra(self) -> Mapping[str, Any]:
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
 def _credentials(settings: Settings) -> faust.auth.Credentials:

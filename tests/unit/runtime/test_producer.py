@@ -1,13 +1,17 @@
-"""The worker's Kafka producer is idempotent and waits for every in-sync replica, so a
-batch retried after a broker dies is not written twice (streams.runtime.app)."""
+"""The worker's Kafka producer (streams.runtime.producer): idempotent with acks=all, so a
+batch retried after a broker dies is not written twice; and every topic it writes to
+tracked in its client's metadata, so a refresh never drops the leaders of a topic with a
+batch waiting."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from streams.config.settings import Settings
-from streams.runtime.app import IdempotentProducer, create_app
+from streams.runtime.app import create_app
+from streams.runtime.producer import WorkerProducer
 
 
 def test_the_worker_producer_is_idempotent_with_acks_all(tmp_path: Path) -> None:
@@ -22,6 +26,45 @@ def test_the_worker_producer_is_idempotent_with_acks_all(tmp_path: Path) -> None
             await client.stop()
 
     kind, idempotent, acks = asyncio.run(client_options())
-    assert kind is IdempotentProducer
-    assert idempotent  # aiokafka keeps producer id and sequence numbers only then
+    assert kind is WorkerProducer
+    assert idempotent  # aiokafka keeps a producer id and sequence numbers only then
     assert acks == -1  # all in-sync replicas
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.tracked: list[str] = []
+
+    def add_topic(self, topic: str) -> None:
+        self.tracked.append(topic)
+
+
+class FakeKafkaProducer:
+    """What faust's send calls: aiokafka's producer, recording what it is given."""
+
+    def __init__(self) -> None:
+        self.client = FakeClient()
+        self.sent: list[tuple[Any, ...]] = []
+
+    async def send(self, topic: str, value: bytes, **kwargs: Any) -> str:
+        self.sent.append((topic, value, kwargs["partition"]))
+        return "future"
+
+
+def test_every_topic_sent_to_is_tracked_once_before_its_first_send(tmp_path: Path) -> None:
+    async def send_some() -> tuple[list[str], list[tuple[Any, ...]], list[Any]]:
+        app = create_app(Settings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path))
+        producer = app.producer
+        fake = FakeKafkaProducer()
+        producer._producer = fake  # type: ignore[attr-defined]
+        answers = [
+            await producer.send(topic, None, b"v", partition, None, None)
+            for topic, partition in (("a", 0), ("b", 1), ("a", 2), ("c", 0), ("b", 0))
+        ]
+        return fake.client.tracked, fake.sent, answers
+
+    tracked, sent, answers = asyncio.run(send_some())
+    assert tracked == ["a", "b", "c"]
+    assert sent == [("a", b"v", 0), ("b", b"v", 1), ("a", b"v", 2), ("c", b"v", 0),
+                    ("b", b"v", 0)]  # fmt: skip
+    assert answers == ["future"] * 5

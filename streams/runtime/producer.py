@@ -1,0 +1,61 @@
+"""The worker's Kafka producer: faust's aiokafka Producer, idempotent, and keeping the
+leaders of every topic it writes to.
+
+Idempotent as well as acks=all: faust asks for idempotence only inside its transactions,
+which the worker does not use (docs/exactly-once.md). Without it a batch whose
+acknowledgement was lost when a broker died or a leader moved is written again on
+retry: the same outputs twice on their destination, where the agents reading it count
+them twice.
+
+Every topic it writes to tracked in the client's metadata: aiokafka's client asks for
+the metadata of all topics until the first send to a topic it does not know yet (a
+changelog faust has just created); from then on it asks only for the topics it was
+told to track. A topic first written to while all were known was never added, so the
+next refresh drops its leaders: its pending batch can no longer be sent, the agent
+waiting for the acknowledgement stops, and nothing writes to the topic again to bring
+it back. Seen on a three-node cluster at a worker's start, where new topics reach the
+brokers' metadata more slowly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types.tuples import RecordMetadata
+
+__all__ = ["WorkerProducer"]
+
+
+class WorkerProducer(aiokafka_driver.Producer):
+    """faust's aiokafka Producer, idempotent, tracking every topic it sends to (see the
+    module docstring)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._tracked: set[str] = set()
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        """faust's send, once `topic` is among the topics the client keeps metadata of."""
+        if topic not in self._tracked:
+            # The refresh add_topic starts is not awaited: aiokafka's send waits for the
+            # topic's metadata itself when it has none.
+            self._ensure_producer().client.add_topic(topic)
+            self._tracked.add(topic)
+        return await super().send(
+            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+        )
