@@ -91,15 +91,18 @@ class BulkBuffer:
             if self.full():
                 self._space.clear()
 
-    async def put(self, value: Message) -> None:
+    async def put(self, value: Message) -> bool:
         """Add one message, waiting while the buffer is full — unless the buffer was
         cleared meanwhile: added after the messages cleared before it, it would be
-        processed before their reread (the worker's consumer reads it again too)."""
+        processed before their reread (the worker's consumer reads it again too).
+        Answers whether it was added."""
         clears = self.clears
         while self.full():
             await self._space.wait()
-        if clears == self.clears:
-            self.put_nowait_enhanced(value)
+        if clears != self.clears:
+            return False
+        self.put_nowait_enhanced(value)
+        return True
 
     async def wait(self, within: float) -> None:
         """Wait for a message; then for a full batch, `within` seconds at a time, for
@@ -187,8 +190,15 @@ class BulkTopic(faust.Topic):
         return message
 
     async def put(self, value: Any) -> None:
-        """Called by the conductor when the buffer is full: wait for room."""
-        await self.bulk.put(value)
+        """Called by the conductor when the buffer is full: wait for room. A message the
+        buffer does not take (a rebalance cleared it meanwhile) is reported to the
+        worker's consumer as dropped, like those the clear dropped: the conductor
+        counted this channel's share of it, and a share never acked nor reported kept
+        the rebalance waiting for it forever."""
+        if not await self.bulk.put(value):
+            note_cleared = getattr(self.app.consumer, "note_cleared", None)
+            if note_cleared is not None:
+                note_cleared([value])
 
 
 class BulkConsumer:

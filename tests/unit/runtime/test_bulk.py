@@ -83,6 +83,37 @@ def test_a_put_waiting_through_a_clear_adds_nothing() -> None:
     assert asyncio.run(scenario()) == [0]
 
 
+def test_a_put_waiting_through_a_clear_stops_being_waited_for(app: faust.App) -> None:
+    """The conductor counted this channel's share of a message and waited for room; a
+    rebalance cleared the buffer, so the message is not added. The other channel acks
+    its share: the message must leave the consumer's in-flight set (a rebalance waits
+    for that set to empty), unacked, so never committed."""
+
+    async def handler(messages: list[Any]) -> None:
+        return None
+
+    bulk = bulk_consumer(app, handler)
+    consumer = app.consumer
+
+    async def scenario() -> None:
+        while not bulk.buffer.full():
+            bulk.buffer.put_nowait_enhanced(message(len(bulk.buffer)))
+        waiting = message(len(bulk.buffer))
+        waiting.incref(2)  # delivered to both channels
+        consumer.unacked.add(waiting)  # read by the other agent
+        put = asyncio.ensure_future(bulk.topic.put(waiting))
+        await asyncio.sleep(0)
+        assert not put.done()  # full: the conductor waits
+        bulk.buffer.clear()  # a rebalance
+        await asyncio.wait_for(put, 1)
+        assert not bulk.buffer.messages
+        assert not waiting.ack(consumer)  # the other agent's ack: not final
+        consumer._clean_unacked_messages()  # faust's wait for in-flight messages
+        assert waiting not in consumer.unacked and not waiting.acked
+
+    asyncio.get_event_loop().run_until_complete(scenario())
+
+
 def test_buffer_wait_returns_on_a_full_batch_or_after_within() -> None:
     async def scenario() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
