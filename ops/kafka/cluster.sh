@@ -76,7 +76,7 @@ node_pid() {  # node_pid N: the pid of node N, from its pid file or the process 
 }
 
 configure() {  # configure: every node's properties, and its storage formatted once
-  local cluster_id n data
+  local cluster_id n data formats=()
   mkdir -p "$dir"
   # One cluster id for the three nodes, kept so that a node formatted later joins them.
   if [[ ! -f $dir/cluster.id ]]; then
@@ -91,11 +91,16 @@ configure() {  # configure: every node's properties, and its storage formatted o
       -e "s|@CONTROLLER_PORT@|${controller_ports[$n - 1]}|g" -e "s|@VOTERS@|$voters|g" \
       -e "s|@DATA_DIR@|$data|g" "$here/cluster.properties.in" >"$(props_of "$n")"
     if [[ ! -f $data/meta.properties ]]; then
-      # "--cluster-id=ID" in one word: an id may start with "-" (see kafka.sh).
+      # "--cluster-id=ID" in one word: an id may start with "-" (see kafka.sh). The three
+      # at once: each is a JVM start of a few seconds.
       java -cp "$lib/*" -Dlog4j.configuration="file:$here/log4j.properties" \
         kafka.tools.StorageTool format "--cluster-id=$cluster_id" -c "$(props_of "$n")" \
-        --ignore-formatted >&2 || die "formatting the storage of node $n in $data failed"
+        --ignore-formatted >&2 &
+      formats+=("$n:$!")
     fi
+  done
+  for entry in "${formats[@]}"; do
+    wait "${entry#*:}" || die "formatting the storage of node ${entry%%:*} in $(node_dir "${entry%%:*}")/data failed"
   done
 }
 
