@@ -117,7 +117,7 @@ start() {
   fi
   for p in "$port" "$controller_port"; do
     if port_open "$p"; then
-      die "port $p on 127.0.0.1 is taken by another process, not this checkout's broker. Stop it, or pick free ports: KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 make kafka-up"
+      die "port $p on 127.0.0.1 is taken by another process, not this checkout's broker. Stop it, or pick free ports: KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29093 make kafka-up"
     fi
   done
   fetch
