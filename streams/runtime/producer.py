@@ -36,6 +36,30 @@ class WorkerProducer(aiokafka_driver.Producer):
         super().__post_init__()
         self._tracked: set[str] = set()
 
+    async def on_start(self) -> None:
+        """Start the client, tracking every table's changelog from the first refresh:
+        faust finds which worker owns a table's key (for a view forwarded to it) from
+        this producer's metadata of the changelog, also on a worker that never writes
+        to that table."""
+        await super().on_start()
+        for topic in sorted(self.app.tables.changelog_topics):
+            self._track(topic)
+
+    def key_partition(self, topic: str, key: bytes) -> Any:
+        """faust's key_partition, or TimeoutError while `topic`'s partitions are not
+        known yet (the view answers 503 and is asked again), never a TypeError."""
+        self._track(topic)
+        if self._ensure_producer()._metadata.partitions_for_topic(topic) is None:
+            raise TimeoutError(f"the partitions of {topic} are not known yet")
+        return super().key_partition(topic, key)
+
+    def _track(self, topic: str) -> None:
+        if topic not in self._tracked:
+            # The refresh add_topic starts is not awaited: aiokafka's send waits for the
+            # topic's metadata itself when it has none.
+            self._ensure_producer().client.add_topic(topic)
+            self._tracked.add(topic)
+
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
@@ -51,11 +75,7 @@ class WorkerProducer(aiokafka_driver.Producer):
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         """faust's send, once `topic` is among the topics the client keeps metadata of."""
-        if topic not in self._tracked:
-            # The refresh add_topic starts is not awaited: aiokafka's send waits for the
-            # topic's metadata itself when it has none.
-            self._ensure_producer().client.add_topic(topic)
-            self._tracked.add(topic)
+        self._track(topic)
         return await super().send(
             topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
         )

@@ -62,5 +62,8 @@ async def ask_owner(
     except SameNode:
         return None
     except (TimeoutError, aiohttp.ClientError) as exc:
-        owner = app.router.key_store(table_name, key.encode())
+        try:
+            owner = str(app.router.key_store(table_name, key.encode()))
+        except TimeoutError:  # the owner is not known yet either
+            owner = "the worker"
         raise PeerUnavailable(f"{owner}, which owns {key!r}, did not answer: {exc!r}") from None

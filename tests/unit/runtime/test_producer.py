@@ -68,3 +68,52 @@ def test_every_topic_sent_to_is_tracked_once_before_its_first_send(tmp_path: Pat
     assert sent == [("a", b"v", 0), ("b", b"v", 1), ("a", b"v", 2), ("c", b"v", 0),
                     ("b", b"v", 0)]  # fmt: skip
     assert answers == ["future"] * 5
+
+
+class FakeMetadata:
+    def __init__(self, partitions: dict[str, set[int]]) -> None:
+        self.partitions = partitions
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.partitions.get(topic)
+
+
+def test_a_key_of_a_topic_without_known_partitions_is_a_timeout_not_a_type_error(
+    tmp_path: Path,
+) -> None:
+    """A forwarded view asks which worker owns a key before the changelog's partitions
+    are known: a TimeoutError (503, asked again), and the topic tracked from then on."""
+    import pytest
+
+    app = create_app(Settings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path))
+    producer = app.producer
+    fake = FakeKafkaProducer()
+    fake._metadata = FakeMetadata({})  # type: ignore[attr-defined]
+    producer._producer = fake  # type: ignore[attr-defined]
+    with pytest.raises(TimeoutError, match="changelog-x"):
+        producer.key_partition("changelog-x", b"k")
+    assert fake.client.tracked == ["changelog-x"]
+
+
+def test_every_table_changelog_is_tracked_when_the_producer_starts(tmp_path: Path) -> None:
+    from streams.runtime.app import raw_table
+
+    async def start() -> list[str]:
+        app = create_app(Settings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path))
+        raw_table(app, "jobs", 4, "jobs")
+        raw_table(app, "sessions", 4, "sessions")
+        producer = app.producer
+        fake = FakeKafkaProducer()
+
+        async def no_start() -> None:
+            producer._producer = fake  # type: ignore[attr-defined]
+
+        producer._new_producer = lambda: fake  # type: ignore[attr-defined,method-assign]
+        fake.start = no_start  # type: ignore[attr-defined]
+        await producer.on_start()
+        return fake.client.tracked
+
+    tracked = asyncio.run(start())
+    assert sorted(tracked) == sorted(
+        ["enginestream-jobs-changelog", "enginestream-sessions-changelog"]
+    )
