@@ -78,7 +78,9 @@ def assert_replicated(bootstrap: str, topics: list[str]) -> None:
 
     def described() -> bool:
         found[:] = [describe(bootstrap, topics)]
-        return {s.topic for s in found[0][0]} == set(topics)
+        states, configs = found[0]
+        # A topic's config reaches the nodes one after the other, as its partitions do.
+        return {s.topic for s in states} == set(configs) == set(topics)
 
     wait_for(described, 30, lambda: f"partitions of {topics}, found {found}")
     states, min_isr = found[0]
