@@ -179,8 +179,11 @@ class Sender:
         if timeout is not None and timeout <= 0:
             return
         wake.clear()
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+        # arrives as its timeout fires, and the task would then never end.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await wake.wait()
 
     def _partition_count(self, producer: AIOKafkaProducer) -> int | None:
         """The topic's partitions in the producer's metadata now (while it has none,
