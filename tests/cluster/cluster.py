@@ -15,27 +15,17 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from tests.conftest import ROOT
-from tests.worker_process import free_port
+from tests.worker_process import free_ports
 
 CLUSTER_SH = ROOT / "ops" / "kafka" / "cluster.sh"
 NODES = (1, 2, 3)
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """`count` different ports on 127.0.0.1 that nothing listens on right now."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 class Cluster:
     """Three KRaft nodes in `home`, on free ports; the script does the work."""
 
     def __init__(self, home: Path) -> None:
-        ports = distinct_free_ports(6)
+        ports = free_ports(6)
         self.ports = dict(zip(NODES, ports[:3], strict=True))
         self.home = home
         self.env = {

@@ -25,8 +25,7 @@ from streams.config.channels import content_id
 from streams.config.topics import TopicNames
 from streams.domain.tiering import sample_id_for
 from streams.domain.windows import window_start
-from streams.kafka.fleet import Fleet
-from tests.faults.test_files_survive_sigkill import GHOSTS, expected_tier
+from tests.faults.test_files_survive_sigkill import expected_tier, mixed_events
 from tests.integration.windows_input import summarise
 
 EVENTS = 16_000
@@ -42,18 +41,8 @@ class PacedWorkload:
 
     def __init__(self, names: TopicNames, seed: int, duration_s: float) -> None:
         rng = random.Random(seed)
-        fleet = Fleet(rng=rng, engines=24)
-        by_type: dict[str, list[dict[str, Any]]] = {}
-        stream = fleet.mixed()
-        while sum(map(len, by_type.values())) < EVENTS - COMPARISONS:
-            event_type, doc = next(stream)
-            if event_type != "comparison_result":
-                by_type.setdefault(event_type, []).append(doc)
-        comparisons = [fleet.comparison() for _ in range(COMPARISONS)]
-        for ghost in comparisons[:GHOSTS]:
-            ghost["winner"]["engine_id"] = "engine-not-in-the-race"
-        rng.shuffle(comparisons)
-        by_type["comparison_result"] = comparisons
+        by_type = mixed_events(rng, EVENTS, COMPARISONS)
+        comparisons = by_type["comparison_result"]
         batches: list[tuple[str | None, Any]] = [
             (event_type, docs[i : i + BATCH])
             for event_type, docs in by_type.items()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from streams.config.topics import TopicNames
 from streams.domain.tiering import sample_id_for
 from streams.domain.windows import EXECUTIONS, emission_id
 from streams.durable.filesink import read_lines
-from tests.faults.test_files_survive_sigkill import expected_tier, file_ids
+from tests.faults.test_files_survive_sigkill import expected_tier, file_ids, wait_for
 from tests.integration.kafka_io import read_until
 
 WindowKey = tuple[str, int, int]  # engine, size, start
@@ -100,16 +99,6 @@ def latest_windows(records: list[dict[str, Any]]) -> dict[WindowKey, Figures]:
         key: (r["count"], r["success_count"], r["latency_min_ms"], r["latency_max_ms"])
         for key, r in latest.items()
     }
-
-
-def wait_for(condition: Any, timeout: float, what: Any) -> None:
-    """Poll `condition` every 0.25 s until it holds; TimeoutError naming `what()` after
-    `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what() if callable(what) else what} not within {timeout}s")
-        time.sleep(0.25)
 
 
 def lines_written(settings: Settings, channels: Iterable[str]) -> int:

@@ -36,8 +36,8 @@ from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.kafka.admin import ensure_topics
 from streams.kafka.fleet import Fleet
-from tests.faults.outputs import Expected, assert_files_and_topics_exactly_once, decode, wait_for
-from tests.faults.test_files_survive_sigkill import file_ids
+from tests.faults.outputs import Expected, assert_files_and_topics_exactly_once, decode
+from tests.faults.test_files_survive_sigkill import file_ids, wait_for
 from tests.integration.kafka_io import read_until
 from tests.private_broker import PrivateBroker
 from tests.worker_process import WorkerProcess

@@ -56,23 +56,34 @@ def expected_tier(comparison: dict[str, Any]) -> str:
     return "below_threshold"
 
 
+def mixed_events(
+    rng: random.Random, events: int = EVENTS, comparisons_count: int = COMPARISONS
+) -> dict[str, list[dict[str, Any]]]:
+    """`events` events of every type, by type, from a fleet of 24 engines:
+    `comparisons_count` of them comparisons, GHOSTS of those won by an engine that
+    never ran."""
+    fleet = Fleet(rng=rng, engines=24)
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    stream = fleet.mixed()
+    while sum(map(len, by_type.values())) < events - comparisons_count:
+        event_type, doc = next(stream)
+        if event_type != "comparison_result":
+            by_type.setdefault(event_type, []).append(doc)
+    comparisons = [fleet.comparison() for _ in range(comparisons_count)]
+    for ghost in comparisons[:GHOSTS]:
+        ghost["winner"]["engine_id"] = "engine-not-in-the-race"
+    rng.shuffle(comparisons)
+    by_type["comparison_result"] = comparisons
+    return by_type
+
+
 class Workload:
     """The input, and the ids every channel must hold once it is all processed."""
 
     def __init__(self, names: TopicNames, seed: int) -> None:
         rng = random.Random(seed)
-        fleet = Fleet(rng=rng, engines=24)
-        by_type: dict[str, list[dict[str, Any]]] = {}
-        stream = fleet.mixed()
-        while sum(map(len, by_type.values())) < EVENTS - COMPARISONS:
-            event_type, doc = next(stream)
-            if event_type != "comparison_result":
-                by_type.setdefault(event_type, []).append(doc)
-        comparisons = [fleet.comparison() for _ in range(COMPARISONS)]
-        for ghost in comparisons[:GHOSTS]:
-            ghost["winner"]["engine_id"] = "engine-not-in-the-race"
-        rng.shuffle(comparisons)
-        by_type["comparison_result"] = comparisons
+        by_type = mixed_events(rng)
+        comparisons = by_type["comparison_result"]
         self.messages: list[tuple[Any, ...]] = []
         for event_type, docs in by_type.items():
             for i in range(0, len(docs), 40):

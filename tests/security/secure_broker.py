@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.security.certificates import Certificates
-from tests.worker_process import free_port
+from tests.worker_process import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIB = Path(os.environ.get("KAFKA_HOME_DIR", ROOT / ".local" / "kafka")) / "lib"
@@ -121,7 +121,7 @@ class SecureBroker:
             raise RuntimeError(f"no Kafka jars in {KAFKA_LIB}: run `ops/kafka/kafka.sh fetch`")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.sasl_port, self.mtls_port, self.internal_port, self.controller_port = (
-            _free_ports(4)
+            free_ports(4)
         )
         props = self.directory / "server.properties"
         props.write_text(self.properties())
@@ -213,10 +213,3 @@ def _metadata_round_trip(host: str, port: int, timeout: float) -> tuple[int, int
     return probe.metadata_round_trip(host, port, timeout)
 
 
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
