@@ -15,13 +15,8 @@ from aiokafka.errors import (
 )
 
 from streams.config.settings import Settings
-from streams.kafka.admin import (
-    BrokerUnreachable,
-    check_broker,
-    client_options,
-    explain_refusal,
-    refusal_reason,
-)
+from streams.kafka.admin import BrokerUnreachable, check_broker, client_options
+from streams.kafka.refusal import explain_refusal, refusal_reason
 
 SERVER = "broker-1:9093"
 PASSWORD = "scram-pw-51c2"
