@@ -122,7 +122,8 @@ CHANNELS: tuple[Channel, ...] = (
 )
 
 
-def _flag(raw: str, name: str) -> bool:
+def parse_flag(raw: str, name: str) -> bool:
+    """A true/false setting (1/0, true/false, yes/no, on/off); ValueError naming `name`."""
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -142,7 +143,7 @@ def channel_configs(env: Mapping[str, str], rotate_bytes: int) -> tuple[ChannelC
             return prefix + suffix, env.get(prefix + suffix) or default
 
         name, raw = get("ENABLED", "true")
-        enabled = _flag(raw, name)
+        enabled = parse_flag(raw, name)
         _, filename = get("FILENAME", channel.filename)
         name, raw = get("BUFFER_SIZE", "500")
         try:

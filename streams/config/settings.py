@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from streams.config.channels import ChannelConfig, channel_configs
+from streams.config.channels import ChannelConfig, channel_configs, parse_flag
 
 
 class SettingsError(ValueError):
@@ -68,12 +68,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}={raw!r} must be true or false")
+    try:
+        return parse_flag(raw, name)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _replicas(env: Mapping[str, str], name: str) -> int:
