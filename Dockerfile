@@ -11,7 +11,8 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 COPY --from=build /wheels/ /tmp/wheels/
-RUN pip install --no-cache-dir /tmp/wheels/enginestream-*.whl \
+# The wheel with its worker extra: Faust, the CLI, Parquet export, Prometheus.
+RUN pip install --no-cache-dir "$(ls /tmp/wheels/enginestream-*.whl)[worker]" \
  && rm -rf /tmp/wheels
 # A fixed uid, so a mounted /data can be given to it from the host.
 RUN useradd --system --uid 10001 --create-home --home-dir /home/enginestream enginestream \

@@ -16,7 +16,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[worker,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install the project with its dev tools

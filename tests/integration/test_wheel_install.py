@@ -136,7 +136,8 @@ def build_and_install(outside: Path, timings: dict[str, float]) -> Path:
     venv = outside / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], outside, outside_env(), 120)
     python = str(venv / "bin" / "python")
-    install = [*pip, "--python", python, "install", "-q", "--no-compile", str(wheels[0])]
+    # The worker is the wheel's `worker` extra (the wheel alone is the engine-side SDK).
+    install = [*pip, "--python", python, "install", "-q", "--no-compile", f"{wheels[0]}[worker]"]
     run(install, outside, outside_env(venv), 300)
     timings["venv and install"] = time.monotonic() - started
     return venv

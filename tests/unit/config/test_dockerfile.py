@@ -120,13 +120,15 @@ def test_the_final_stage_installs_that_wheel(
     installs = [r for r in of(final, "RUN") if "pip install" in r]
     assert installs, "the final stage installs nothing"
     assert all(re.search(r"\S+\.whl\b", r) for r in installs), installs
+    # The wheel alone is the SDK; the image runs the worker, so it needs the extra.
+    assert any(re.search(r"\.whl\)?\[worker\]", r) for r in installs), installs
 
 
 def test_the_final_stage_holds_no_source_tree(final: list[Instruction]) -> None:
     from_context = [c for c in of(final, "COPY") + of(final, "ADD") if "--from=" not in c]
     assert from_context == [], "the final stage copies from the build context"
     for run in of(final, "RUN"):
-        assert not re.search(r"pip install\b.*(\s-e\s|\s\.(\s|$)|\[)", run), run
+        assert not re.search(r"pip install\b.*(\s-e\s|\s['\"]?\.(\s|$|\[))", run), run
 
 
 # -------------------------------------------------------------------------- user --
