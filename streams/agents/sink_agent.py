@@ -48,7 +48,7 @@ from streams.durable.exactly_once import (
 from streams.durable.filesink import PartitionFile, PartitionLocked, read_lines
 from streams.runtime.bulk import consume_in_bulk
 from streams.runtime.handoff import Handoff
-from streams.web.prometheus import Histogram
+from streams.runtime.histogram import Histogram
 
 log = logging.getLogger(__name__)
 

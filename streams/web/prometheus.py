@@ -19,7 +19,6 @@ itself and does not read them back after recovery; so is Faust's leader topic).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import math
 import re
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import faust
 from faust.web import Request, Response, View
 
+from streams.runtime.histogram import Histogram
 from streams.runtime.router_counters import RouterCounters
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
     "summary": ("", "_sum", "_count"),
     "histogram": ("_bucket", "_sum", "_count"),
 }
-
-# Upper bounds (seconds) of the sink flush histogram: a flush is a write, an fsync and
-# an atomic checkpoint replace (two more fsyncs), so milliseconds on SSDs, more on disks.
-FLUSH_SECONDS_BUCKETS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-)
 
 
 @dataclass(frozen=True)
@@ -82,29 +76,6 @@ class MetricFamily:
         """Append a sample; answer self."""
         self.samples.append(Sample(labels, value, suffix))
         return self
-
-
-@dataclass
-class Histogram:
-    """A cumulative histogram to observe durations or sizes into (not thread-safe: use
-    it from the event loop). Rendered with :func:`histogram_samples`."""
-
-    bounds: Sequence[float] = FLUSH_SECONDS_BUCKETS
-    counts: list[int] = field(default_factory=list)  # per bucket, not cumulative; +Inf last
-    sum: float = 0.0
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        if list(self.bounds) != sorted(set(self.bounds)):
-            raise ValueError(f"histogram bounds must increase strictly: {self.bounds}")
-        if not self.counts:
-            self.counts = [0] * (len(self.bounds) + 1)
-
-    def observe(self, value: float) -> None:
-        """Count one observation."""
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
 
 
 def histogram_samples(histogram: Histogram, **labels: str) -> list[Sample]:

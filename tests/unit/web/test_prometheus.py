@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from streams.domain.windows import Clock
+from streams.runtime.histogram import Histogram
 from streams.runtime.router_counters import RouterCounters
 from streams.web.prometheus import (
     CONTENT_TYPE,
-    Histogram,
     MetricFamily,
     Sample,
     collect,
