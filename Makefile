@@ -72,6 +72,13 @@ test-unit: $(STAMP) $(COMPOSE_SCHEMA)  ## the fast tests, no broker
 test-integration: $(STAMP)  ## the tests against a real broker
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
+.PHONY: dashboard-screenshot
+dashboard-screenshot: $(STAMP)  ## refresh docs/dashboard.png: the browser test against a real worker (needs chromium)
+	@if [[ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then \
+	  export "$$(ops/kafka/kafka.sh start | tail -n 1)"; fi; \
+	DASHBOARD_SCREENSHOT=docs/dashboard.png $(PY) -m pytest $(PYTEST_ARGS) \
+	  tests/integration/test_dashboard.py::test_dashboard_shows_what_the_views_answer
+
 lint: $(STAMP)  ## ruff on everything, mypy on streams/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy streams

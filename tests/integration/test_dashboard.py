@@ -6,12 +6,14 @@ scripts (--virtual-time-budget) and dumps the DOM. Every SVG data point must equ
 JSON views: the latency percentiles and success rate of each engine's windows (the
 exact /engines/{id}/windows query a chart names in its data-* attributes), the dead
 letters by reason of /stats, and the other bar charts and the engine table. A
-screenshot is kept in test-artifacts/dashboard.png. The same worker's /metrics must
+screenshot is kept in test-artifacts/dashboard.png, and copied to the path in the
+environment variable DASHBOARD_SCREENSHOT when it is set (`make dashboard-screenshot`
+refreshes the README's docs/dashboard.png that way). The same worker's /metrics must
 agree with /stats, and its static files must be served with their types and refuse
 path traversal.
 
 Needs /usr/bin/chromium (Debian package `chromium`): skipped without it, unless the
-environment variable CI is set, where its absence is a failure.
+environment variable CI or DASHBOARD_SCREENSHOT is set, where its absence is a failure.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ LATENCY_SERIES = {"p50": "latency_p50_ms", "p95": "latency_p95_ms", "p99": "late
 SUCCESS_SERIES = {"success_rate": "success_rate"}
 STATE_TIMEOUT_S = 120.0
 CHROMIUM_TIMEOUT_S = 90.0
+# Where to copy the screenshot as well (relative to the checkout), e.g. docs/dashboard.png.
+SCREENSHOT_ENV = "DASHBOARD_SCREENSHOT"
+SCREENSHOT_MAX_BYTES = 400_000  # a picture in the README, kept small for the repository
 
 
 def chromium() -> Path:
@@ -53,8 +58,9 @@ def chromium() -> Path:
     if CHROMIUM.exists():
         return CHROMIUM
     install = "apt-get install -y chromium"
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing and CI is set: it must run there ({install})")
+    for variable in ("CI", SCREENSHOT_ENV):
+        if os.environ.get(variable):
+            pytest.fail(f"{CHROMIUM} is missing and {variable} is set: it must run ({install})")
     pytest.skip(f"headless Chromium not installed: {CHROMIUM} is missing ({install})")
 
 
@@ -383,6 +389,20 @@ def check_metrics(worker: WorkerProcess, stats: dict[str, Any]) -> None:
         assert values['enginestream_sink_written_bytes_total{channel="events"}'] > 0
 
 
+def copy_screenshot(screenshot: Path, destination: str | None) -> None:
+    """Copy `screenshot` to `destination` (relative to the checkout) when one is given;
+    a picture too large for the repository is refused, naming the limit."""
+    if not destination:
+        return
+    size = screenshot.stat().st_size
+    assert size < SCREENSHOT_MAX_BYTES, (
+        f"{screenshot} is {size} bytes: over {SCREENSHOT_MAX_BYTES} for {destination}"
+    )
+    target = ROOT / destination
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(screenshot.read_bytes())
+
+
 # --- the tests ---------------------------------------------------------------------------------
 
 
@@ -448,6 +468,7 @@ def test_dashboard_shows_what_the_views_answer(
         )
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert screenshot.stat().st_size > 20_000  # drawn, not a blank page
+        copy_screenshot(screenshot, os.environ.get(SCREENSHOT_ENV))
 
         check_static_files(worker)
         check_metrics(worker, state["stats"])
