@@ -1,27 +1,31 @@
 """enginestream's engine-side SDK: publish telemetry to Kafka without ever getting in
-the way of inference. It does not import Faust (only aiokafka, orjson and the
-project's schemas), so engines can depend on it alone.
+the way of inference. `pip install enginestream` brings it alone (aiokafka, orjson
+and schema validation; no Faust, nothing platform-specific), so engines can depend
+on it without the worker.
 
     import asyncio
-    from streams.client import ENGINE_EVENT, Publisher, events
+    from streams.client import Publisher
 
     async def main() -> None:
         publisher = await Publisher.connect(bootstrap_servers="127.0.0.1:9092")
-        publisher.publish(ENGINE_EVENT, events.engine_started("gpt-x", "qwen3-4b", port=8080))
-        publisher.publish(ENGINE_EVENT, events.request_served(
-            "gpt-x", "/v1/chat", "qwen3-4b", "local", latency_ms=42, status_code=200))
+        publisher.engine_started("gpt-x", "qwen3-4b", port=8080)
+        publisher.execution("gpt-x", "What is 2+2?", "4", latency_ms=42.0)
         await publisher.close()  # flushes; never raises for broker trouble
 
     asyncio.run(main())
 
 Threads instead of asyncio: `with SyncPublisher(bootstrap_servers=...) as publisher:`
-and the same `publisher.publish(...)`. Guarantees (see `streams.client.publisher`):
-`publish()` never blocks beyond `block_budget_ms` (5 ms) and never raises for broker
-trouble; events go into a bounded buffer, batched per type into one message on
-`engine.ingest`; drops are counted by reason in `publisher.stats`; while the broker
-is unreachable the publisher is a no-op sink and reconnects in the background.
-A lifecycle event with content fields (prompt, completion, ...) is refused with
-`ConfidentialityError`, and an off-schema event with `InvalidEvent`: both are bugs.
+and the same calls. There is one method per builder in `streams.client.events`
+(`execution`, `comparison`, `engine_started`, `request_served`, `session_started`,
+`submit_job`, ...), and `publish(event_type, event)` for a prepared event.
+Guarantees (see `streams.client.publisher`): a call never blocks beyond
+`block_budget` (5 ms) and never raises for broker trouble; events go into a bounded
+buffer, batched per type into one message on `engine.ingest`; drops are counted by
+reason in `publisher.stats`; while the broker is unreachable the publisher is a
+no-op sink and reconnects in the background; one left open is flushed and closed at
+exit, within `exit_timeout`. Durations are seconds throughout. A lifecycle event with
+content fields (prompt, completion, ...) is refused with `ConfidentialityError`, and
+an off-schema event with `InvalidEvent`: both are bugs.
 """
 
 from streams.client import events

@@ -13,7 +13,7 @@ to `engine.ingest`. The call never waits on the broker:
   still buffered when a publisher that was never started is closed).
 - It is thread-safe. Called on the publisher's own event loop it never waits at
   all; called from another thread (see `SyncPublisher`) while the buffer is full it
-  waits at most `block_budget_ms` for room, then drops the event.
+  waits at most `block_budget` seconds for room, then drops the event.
 - It raises only for programming errors: `ConfidentialityError` (a lifecycle event
   with content fields; always checked, even with `validate=False`) and
   `InvalidEvent` (unknown type, not a JSON object, or off-schema with validation on).
@@ -24,7 +24,7 @@ to `engine.ingest`. The call never waits on the broker:
 
 **Batches.** Events of one type are packed into one Kafka message, a JSON array
 (a lone event is sent as an object), bounded by `batch_events`, `batch_bytes` and
-a `linger_ms` wait for more, with the `event-type` header. Each message holds only
+a `linger` wait (seconds) for more, with the `event-type` header. Each message holds only
 events whose entity id (`engine_id`, `session_id`, `job_id`, ... the key of their
 typed topic) maps to the same partition of `engine.ingest` under Kafka's default
 partitioner, and is sent to that partition: keyed by that id when all its events
@@ -40,8 +40,8 @@ the broker acknowledges them (`published`) or the producer gives up on them
 ends in exactly one place: `attempts == published + dropped_total + pending`.
 
 **Unavailable broker.** When the first connection fails (within
-`connect_timeout_ms`), or later when messages wait for an acknowledgement and
-none comes for `unavailable_after_ms` (or a message cannot be handed to the
+`connect_timeout`), or later when messages wait for an acknowledgement and
+none comes for `unavailable_after` (or a message cannot be handed to the
 producer in that time), the publisher switches to its no-op mode: `publish()`
 drops every new event at once as `broker_unavailable`. Accepted events keep their
 place: those already with the producer are retried by it (the same idempotent
@@ -49,7 +49,20 @@ producer, so no duplicates when the broker comes back), the rest stay buffered.
 A background task reconnects (backoff 0.5 s doubling to 5 s), and the first
 acknowledgement or successful connection (`reconnects`) resumes normal
 publishing. `close(timeout)` flushes what it can within the timeout and drops the
-rest as `broker_unavailable`. During an outage the producer's metadata retries
+rest as `broker_unavailable`.
+
+**Exit.** A publisher still open when its work ends is closed for you, within
+`exit_timeout` seconds (5): when `asyncio.run()` ends with the publisher open (the
+loop cancels its sender, which first sends what is buffered and waits for the
+acknowledgements), or at interpreter exit (`streams.client.exit_flush`) when its
+loop is still there to run on. What is still undelivered then is dropped as
+`broker_unavailable` and logged, never lost without a word. `exit_timeout=0` turns
+this off.
+
+Every duration in the options is in seconds, as are `flush(timeout)` and
+`close(timeout)`.
+
+**Outages.** During an outage the producer's metadata retries
 are spaced by its retry backoff (aiokafka alone retries in a tight loop, taking a
 CPU core from the engine).
 
@@ -64,7 +77,9 @@ kept open until the broker is back, are counted exactly.
 `close`); `streams.client.buffer` holds the bounded buffer and the counts,
 `streams.client.sender` the producer and the task that feeds it,
 `streams.client.batching` the messages' format, and
-`streams.client.metadata_backoff` the spacing of aiokafka's metadata retries.
+`streams.client.metadata_backoff` the spacing of aiokafka's metadata retries,
+`streams.client.typed` the one-call methods (`publisher.execution(...)`) and
+`streams.client.exit_flush` the closing at exit.
 """
 
 from __future__ import annotations
@@ -79,10 +94,12 @@ from typing import Any, Literal
 
 import orjson
 
+from streams.client import exit_flush
 from streams.client.batching import EVENT_TYPE_HEADER
 from streams.client.buffer import DROP_REASONS, Buffer, PublisherStats, State
 from streams.client.checks import ConfidentialityError, InvalidEvent, check_event, entity_key
 from streams.client.sender import Sender
+from streams.client.typed import EventMethods
 from streams.config.settings import Settings, parse_bootstrap
 from streams.config.topics import TopicNames
 from streams.domain.validation import SchemaRegistry, default_registry
@@ -103,10 +120,19 @@ def _positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be positive, not {value!r}")
 
 
-class Publisher:
+class Publisher(EventMethods):
     """Best-effort, batched publisher of events to `engine.ingest` (see the module
     docstring for the guarantees). Create it with `await Publisher.connect(...)`, or
-    `Publisher(settings)` and `await start()`; end with `await close()`.
+    `Publisher(settings)` and `await start()`; end with `await close()`. Publish with
+    `publish(event_type, event)` or the one-call methods: `execution(...)`,
+    `engine_started(...)`, ... (one per builder in `streams.client.events`).
+
+    Durations are seconds: `linger` (0.05) waits for more events of a type before
+    sending, `block_budget` (0.005) bounds a call from another thread while the
+    buffer is full, `connect_timeout` (5) bounds connecting, `unavailable_after` (3)
+    is how long unacknowledged messages wait before the no-op mode,
+    `reconnect_backoff` (0.5, 5) spaces reconnections, and `exit_timeout` (5) bounds
+    the flush when the publisher is closed for you at exit (0: no such flush).
 
     `settings` defaults to `Settings.from_env()`; keyword options override it. TLS:
     `ssl_cafile` (the CA that signed the broker's certificate) and, for mutual TLS,
@@ -127,14 +153,15 @@ class Publisher:
         buffer_events: int = 10_000,
         batch_events: int = 500,
         batch_bytes: int = 512_000,
-        linger_ms: float = 50,
-        block_budget_ms: float = 5,
+        linger: float = 0.05,
+        block_budget: float = 0.005,
         max_event_bytes: int | None = None,
         compression: str | None = None,
         client_id: str = "enginestream-client",
-        connect_timeout_ms: float = 5_000,
-        unavailable_after_ms: float = 3_000,
-        reconnect_backoff_ms: tuple[float, float] = (500, 5_000),
+        connect_timeout: float = 5.0,
+        unavailable_after: float = 3.0,
+        reconnect_backoff: tuple[float, float] = (0.5, 5.0),
+        exit_timeout: float = 5.0,
         security_protocol: str | None = None,
         sasl_mechanism: str | None = None,
         sasl_username: str | None = None,
@@ -173,25 +200,29 @@ class Publisher:
             ("buffer_events", buffer_events),
             ("batch_events", batch_events),
             ("batch_bytes", batch_bytes),
-            ("connect_timeout_ms", connect_timeout_ms),
-            ("unavailable_after_ms", unavailable_after_ms),
-            ("reconnect_backoff_ms[0]", reconnect_backoff_ms[0]),
+            ("connect_timeout", connect_timeout),
+            ("unavailable_after", unavailable_after),
+            ("reconnect_backoff[0]", reconnect_backoff[0]),
         ):
             _positive(name, value)
-        if linger_ms < 0 or block_budget_ms < 0:
-            raise ValueError("linger_ms and block_budget_ms must not be negative")
-        if reconnect_backoff_ms[1] < reconnect_backoff_ms[0]:
-            raise ValueError("reconnect_backoff_ms must be (initial, maximum), initial <= maximum")
+        for name, value in (
+            ("linger", linger), ("block_budget", block_budget), ("exit_timeout", exit_timeout)
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, not {value!r} (seconds)")
+        if reconnect_backoff[1] < reconnect_backoff[0]:
+            raise ValueError("reconnect_backoff must be (initial, maximum), initial <= maximum")
 
         self.topic = TopicNames(self.settings.topic_prefix).ingest
         self._validate = validate
         self._on_invalid = on_invalid
         self._registry = registry or default_registry()
-        self._budget = block_budget_ms / 1000
+        self._budget = block_budget
+        self._exit_timeout = exit_timeout
         self._max_event_bytes = max_event_bytes or self.settings.max_message_bytes
         _positive("max_event_bytes", self._max_event_bytes)
         self._logged_invalid: set[tuple[str, str | None, str]] = set()
-        self._buffer = Buffer(buffer_events, batch_events, batch_bytes, linger_ms / 1000)
+        self._buffer = Buffer(buffer_events, batch_events, batch_bytes, linger)
         # A TLS file that cannot be used is named as the caller gave it: the keyword
         # option, or the environment variable when it came from there.
         tls_names = {
@@ -213,9 +244,11 @@ class Publisher:
             self._buffer,
             self.topic,
             producer_options,
-            connect_timeout_s=connect_timeout_ms / 1000,
-            unavailable_after_s=unavailable_after_ms / 1000,
-            backoff_s=(reconnect_backoff_ms[0] / 1000, reconnect_backoff_ms[1] / 1000),
+            connect_timeout_s=connect_timeout,
+            unavailable_after_s=unavailable_after,
+            backoff_s=reconnect_backoff,
+            last_flush_s=exit_timeout,
+            on_loop_end=self._finish,
         )
 
     # --- construction and shutdown ---------------------------------------------------
@@ -229,17 +262,19 @@ class Publisher:
     ) -> Publisher:
         """A started publisher (same options as the constructor). Never raises for an
         unreachable broker: it then starts in its no-op mode and keeps reconnecting.
-        Waits at most `connect_timeout_ms` for the first connection."""
+        Waits at most `connect_timeout` seconds for the first connection."""
         publisher = cls(bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, **options)
         await publisher.start()
         return publisher
 
     async def start(self) -> Publisher:
-        """Connect (bounded by `connect_timeout_ms`) and start the background sender on
+        """Connect (bounded by `connect_timeout`) and start the background sender on
         the running event loop. Events published before this are kept (bounded)."""
         if self._sender.running or self._buffer.state == "closed":
             return self
         await self._sender.start()
+        if self._exit_timeout > 0:
+            exit_flush.track(self)
         return self
 
     async def flush(self, timeout: float | None = 10.0) -> bool:
@@ -270,6 +305,14 @@ class Publisher:
         if started:
             await self.flush(timeout)
             await self._sender.stop()
+        await self._finish(started)
+        return self.stats
+
+    async def _finish(self, started: bool = True) -> None:
+        """What ends every close: count what is undelivered as dropped, stop the
+        producer, leave the exit registry."""
+        self._buffer.close()
+        exit_flush.untrack(self)
         messages, in_flight = self._sender.give_up()
         dropped = self._buffer.drop_remaining(
             "broker_unavailable" if started else "closed", messages, in_flight
@@ -281,7 +324,23 @@ class Publisher:
         # Messages given up on are failed first, so that stopping does not wait for them.
         await self._sender.close_producer(abandon=messages > 0)
         self._buffer.set_closed()
-        return self.stats
+
+    def close_at_exit(self) -> None:
+        """Close within `exit_timeout` at interpreter exit when the event loop is still
+        there and idle (a loop closed with the publisher open has nothing to run on:
+        what is left is then counted and logged)."""
+        if self._buffer.state == "closed":
+            return
+        loop = self._sender.loop
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(self.close(self._exit_timeout))
+            return
+        pending = self._buffer.pending()
+        if pending:
+            log.warning(
+                "enginestream publisher: %d events undelivered at exit; its event loop "
+                "ended before close()", pending,
+            )
 
     async def __aenter__(self) -> Publisher:
         return await self.start()

@@ -9,6 +9,13 @@ it connects (bounded by `connect_timeout_s`), switches the publisher to its no-o
 mode when messages wait for an acknowledgement and none comes for
 `unavailable_after_s` (or one cannot be handed over in that time), and starts a
 fresh producer, with backoff, once the old one has nothing left to retry.
+
+When the event loop ends with the publisher open (`asyncio.run()` returning, which
+cancels every task, aiokafka's too), the cancelled task starts a fresh producer,
+sends what is buffered and waits for the acknowledgements, at most `last_flush_s`
+in all, then hands over to `on_loop_end` to
+count the rest and stop the producer: the loop is about to close, so nothing later
+could.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -47,6 +55,8 @@ class Sender:
         connect_timeout_s: float,
         unavailable_after_s: float,
         backoff_s: tuple[float, float],
+        last_flush_s: float = 0.0,
+        on_loop_end: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._buffer = buffer
         self._topic = topic
@@ -55,6 +65,8 @@ class Sender:
         self._unavailable_after = unavailable_after_s
         self._tick = min(0.25, unavailable_after_s / 4)
         self._backoff_min, self._backoff_max = backoff_s
+        self._last_flush = last_flush_s
+        self._on_loop_end = on_loop_end
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -71,6 +83,11 @@ class Sender:
     def running(self) -> bool:
         """Whether the sender task is started (and not stopped)."""
         return self._task is not None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the sender was started on (None before `start()`)."""
+        return self._loop
 
     def on_loop(self) -> bool:
         """Whether the caller runs on the sender's event loop thread."""
@@ -136,6 +153,55 @@ class Sender:
     # --- the task ----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._work()
+        except asyncio.CancelledError:
+            if self._stop or self._on_loop_end is None:
+                raise  # stopped by close()
+            # Cancelled by the loop's shutdown: the last chance to deliver and count.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # so the timeouts below work; the cancel is re-raised
+            self._stop = True
+            self._task = None
+            try:
+                if self._last_flush > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._last_flush):
+                            await self._last_chance(time.monotonic() + self._last_flush)
+                await self._on_loop_end()
+            except Exception:
+                log.exception("enginestream publisher: the last flush failed")
+            raise
+
+    async def _last_chance(self, deadline: float) -> None:
+        """Deliver what is buffered through a fresh producer before `deadline`: the
+        loop's shutdown cancelled the old one's own tasks along with ours, so it can
+        send no more (what it held unacknowledged is counted as dropped)."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            accumulator = getattr(old, "_message_accumulator", None)
+            if accumulator is not None:
+                accumulator.fail_all(KafkaTimeoutError("the event loop is ending"))
+            await _stop_producer(old)
+        if self._buffer.pending() and await self._connect_once():
+            await self._send_everything(deadline)
+
+    async def _send_everything(self, deadline: float) -> None:
+        """Hand every buffered event to the producer and wait for the broker's answers,
+        until `deadline`."""
+        with self._buffer.flushing():
+            while self._buffer.pending() and time.monotonic() < deadline:
+                producer = self._producer
+                if producer is None or self._buffer.state != "connected":
+                    return
+                batches = self._buffer.take(self._partition_count(producer))
+                if batches:
+                    await self._send(batches)
+                else:
+                    await asyncio.sleep(0.005)
+
+    async def _work(self) -> None:
         backoff = self._backoff_min
         while not self._stop:
             try:

@@ -2,11 +2,13 @@
 
 `SyncPublisher` runs a `Publisher` on its own event loop in a daemon thread.
 `publish()` is the publisher's own thread-safe call, made on the caller's thread:
-it appends to the bounded buffer and returns - within `block_budget_ms` even when
+it appends to the bounded buffer and returns - within `block_budget` (seconds) even when
 the buffer is full (it then waits at most that long for room, and drops), and at
 once while the broker is unavailable (no-op mode). It never waits on the network.
 `flush()` and `close()` block the caller, each for at most its timeout (plus a
-small margin for the thread hand-over).
+small margin for the thread hand-over). Still open at interpreter exit, it is
+closed then, within `exit_timeout` seconds (see `streams.client.exit_flush`): the
+loop thread is a daemon, so without that what it buffered would vanish.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from streams.client import exit_flush
 from streams.client.buffer import PublisherStats, State
 from streams.client.publisher import Publisher
+from streams.client.typed import EventMethods
 from streams.config.settings import Settings
 
 T = TypeVar("T")
@@ -28,10 +32,11 @@ T = TypeVar("T")
 _MARGIN_S = 5.0
 
 
-class SyncPublisher:
-    """A `Publisher` for threads: same options (see `Publisher`), same guarantees.
+class SyncPublisher(EventMethods):
+    """A `Publisher` for threads: same options (see `Publisher`), same guarantees,
+    the same one-call methods (`execution(...)`, `engine_started(...)`, ...).
 
-    The constructor connects, waiting at most `connect_timeout_ms` (it never raises
+    The constructor connects, waiting at most `connect_timeout` seconds (it never raises
     for an unreachable broker: it starts in no-op mode and reconnects in the
     background). Use it as a context manager, or call `close()`.
     """
@@ -44,12 +49,17 @@ class SyncPublisher:
         )
         self._closed = False
         self._thread.start()
-        connect_s = float(options.get("connect_timeout_ms", 5_000)) / 1000
+        connect_s = float(options.get("connect_timeout", 5.0))
+        self._exit_timeout = float(options.get("exit_timeout", 5.0))
         try:
             self._call(self._publisher.start(), connect_s + _MARGIN_S)
         except BaseException:
             self._stop_loop()
             raise
+        # Closed at exit by this facade (the inner loop runs in the thread, not here).
+        exit_flush.untrack(self._publisher)
+        if self._exit_timeout > 0:
+            exit_flush.track(self)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -94,7 +104,7 @@ class SyncPublisher:
 
     def publish(self, event_type: str, event: Mapping[str, Any]) -> bool:
         """Accept `event` for sending (True) or drop it (False, counted); returns
-        within `block_budget_ms`. Raises only `ConfidentialityError` / `InvalidEvent`
+        within `block_budget` seconds. Raises only `ConfidentialityError` / `InvalidEvent`
         (see `Publisher.publish`)."""
         return self._publisher.publish(event_type, event)
 
@@ -110,11 +120,17 @@ class SyncPublisher:
         answers the final stats. Safe to call twice."""
         if not self._closed:
             self._closed = True
+            exit_flush.untrack(self)
             try:
                 self._call(self._publisher.close(timeout), timeout + 2 * _MARGIN_S)
             finally:
                 self._stop_loop()
         return self.stats
+
+    def close_at_exit(self) -> None:
+        """`close(exit_timeout)`, at interpreter exit (what is left undelivered is
+        counted and logged by the close)."""
+        self.close(self._exit_timeout)
 
     def __enter__(self) -> SyncPublisher:
         return self

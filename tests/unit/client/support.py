@@ -142,7 +142,7 @@ def request_served(**extra: Any) -> dict[str, Any]:
 
 def unreachable(**options: Any) -> dict[str, Any]:
     """Options for a publisher whose broker is a closed port."""
-    return {"bootstrap_servers": CLOSED, "connect_timeout_ms": 2_000, **options}
+    return {"bootstrap_servers": CLOSED, "connect_timeout": 2.0, **options}
 
 
 def balanced(stats: PublisherStats) -> bool:

@@ -56,7 +56,7 @@ def test_publisher_without_broker_falls_back_to_noop_and_never_blocks() -> None:
     connect_s, publish_s, close_s, state, stats, final = asyncio.run(
         asyncio.wait_for(scenario(), 30)
     )
-    assert connect_s < 3.0  # bounded by connect_timeout_ms (2 s); refused at once in fact
+    assert connect_s < 3.0  # bounded by connect_timeout (2 s); refused at once in fact
     assert state == "unavailable"
     assert publish_s < 0.5, f"1,000 publishes took {publish_s:.3f}s"  # never blocks
     assert stats.dropped["broker_unavailable"] == 1_001 and stats.pending == 0
@@ -67,7 +67,7 @@ def test_publisher_without_broker_falls_back_to_noop_and_never_blocks() -> None:
 def test_connect_to_a_broker_that_never_answers_is_bounded() -> None:
     # A socket that completes the TCP handshake (the kernel's backlog) but never
     # answers a Kafka request: the first connection attempt hangs until
-    # connect_timeout_ms, then the publisher is in no-op mode.
+    # connect_timeout, then the publisher is in no-op mode.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -75,7 +75,7 @@ def test_connect_to_a_broker_that_never_answers_is_bounded() -> None:
 
         async def scenario() -> tuple[float, str, bool]:
             started = time.monotonic()
-            publisher = await Publisher.connect(bootstrap_servers=address, connect_timeout_ms=500)
+            publisher = await Publisher.connect(bootstrap_servers=address, connect_timeout=0.5)
             elapsed = time.monotonic() - started
             state = publisher.state
             accepted = publisher.publish(ENGINE_EVENT, request_served())
@@ -129,11 +129,12 @@ def test_an_event_over_the_size_bound_is_dropped_as_too_large() -> None:
         {"buffer_events": 0},
         {"batch_events": 0},
         {"batch_bytes": -1},
-        {"linger_ms": -1},
+        {"linger": -1},
         {"compression": "brotli"},
         {"on_invalid": "ignore"},
         {"security_protocol": "TLS"},
-        {"reconnect_backoff_ms": (5_000, 500)},
+        {"reconnect_backoff": (5.0, 0.5)},
+        {"exit_timeout": -1},
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
