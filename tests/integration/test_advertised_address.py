@@ -222,15 +222,17 @@ def without(body: Any, fields: tuple[str, ...]) -> Any:
     return {k: v for k, v in body.items() if k not in fields} if isinstance(body, dict) else body
 
 
-def alike(group: Group, path: str, timeout: float = 20.0) -> tuple[int, Any]:
+def alike(group: Group, path: str, timeout: float = 60.0) -> tuple[int, Any]:
     """The answer to `path`, the same from every worker's advertised address but for
     PER_ANSWER fields (asked again, to the deadline, while they differ: a view may be
-    between two batches of the app's own job runs)."""
+    between two batches of the app's own job runs; and while any answers 503, which
+    a worker says while the group rebalances, by contract "try again later")."""
     deadline = time.monotonic() + timeout
     while True:
         answers = [group.read(url + path) for url in group.urls]
         answers = [(status, without(body, PER_ANSWER)) for status, body in answers]
-        if all(a == answers[0] for a in answers):
+        settled = all(status != 503 for status, _ in answers)
+        if all(a == answers[0] for a in answers) and (settled or time.monotonic() > deadline):
             return answers[0]
         if time.monotonic() > deadline:
             pairs = zip(group.urls, answers, strict=True)
