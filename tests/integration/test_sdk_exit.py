@@ -13,8 +13,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from string import Template
 from pathlib import Path
+from string import Template
 
 import orjson
 import pytest
