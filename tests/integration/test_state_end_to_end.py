@@ -12,6 +12,9 @@ the typed raw topics, alone and in batches. Then, each test on its own:
   dead letter naming the rule it broke;
 * the job views authorise, validate and answer 4xx as documented, and the app runs
   the kinds it runs itself (drift_compute, feature_refresh) to completion;
+* GET /metrics, read by prometheus_client's parsers (text format and OpenMetrics),
+  counts what the worker did: the router's counters as /stats has them, windows,
+  sinks, consumer lag and the process;
 * prompt text reaches no topic but the inputs it was published to, no file, no view;
 * with a second worker in the group every view answers the same from either worker;
 * a worker killed with SIGKILL is replaced by a new one that answers exactly as the
@@ -23,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import random
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -35,6 +40,11 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.config.settings import Settings
 from streams.config.topics import TopicNames
@@ -550,7 +560,82 @@ def test_engine_status_equals_the_offline_fold(stack: Stack) -> None:
     assert si.get(stack.base, "/engines/engine-never-seen/status")[0] == 404
 
 
-# ---- 5. confidentiality ---------------------------------------------------------------
+# ---- 5. Prometheus metrics ------------------------------------------------------------
+
+
+def scrape(url: str, accept: str | None = None) -> tuple[str, str]:
+    """GET /metrics of the worker at `url`: (content type, text)."""
+    request = urllib.request.Request(url + "/metrics")
+    if accept is not None:
+        request.add_header("Accept", accept)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.headers["Content-Type"], response.read().decode()
+
+
+def test_metrics_parse_and_count_what_the_worker_did(stack: Stack) -> None:
+    stack.settle()
+    status, stats = si.get(stack.base, "/stats")
+    assert status == 200
+    content_type, text = scrape(stack.base)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    families: dict[str, Metric] = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def values(name: str, label: str) -> dict[str, float]:
+        return {s.labels[label]: s.value for s in families[name].samples}
+
+    # The router's counters are /stats' (nothing arrives once the group settled).
+    router = stats["router"]
+    for name, label, key in (
+        ("enginestream_messages_in", "topic", "messages_in"),
+        ("enginestream_events_routed", "event_type", "events_routed"),
+        ("enginestream_messages_out", "topic", "messages_out"),
+        ("enginestream_dead_letters", "reason", "dead_letters"),
+    ):
+        assert families[name].type == "counter"
+        assert values(name, label) == {k: float(v) for k, v in router[key].items()}, name
+    assert values("enginestream_events_routed", "event_type")["engine_execution"] > 0
+    assert sum(values("enginestream_messages_in", "topic").values()) > 0
+
+    # Windows: executions applied and windows emitted; a watermark per source
+    # partition that had events.
+    for name in ("enginestream_window_events_in", "enginestream_window_records_emitted"):
+        assert families[name].samples[0].value > 0, name
+    for name in ("enginestream_late_events", "enginestream_too_late_events"):
+        assert families[name].samples[0].value >= 0, name
+    lags = families["enginestream_watermark_lag_seconds"].samples
+    assert lags and all(math.isfinite(s.value) for s in lags)
+    assert {s.labels["topic"] for s in lags} <= set(stack.names.typed.values())
+
+    # Sinks: lines written, and as many flushes in the histogram as it counts.
+    lines = values("enginestream_sink_lines_written", "channel")
+    assert lines and max(lines.values()) > 0
+    flushes = families["enginestream_sink_flush_seconds"].samples
+    counts = {}
+    for channel in lines:
+        of = {s.name.rsplit("_", 1)[1]: s.value for s in flushes
+              if s.labels["channel"] == channel and s.labels.get("le", "+Inf") == "+Inf"}
+        assert of["bucket"] == of["count"] and of["sum"] >= 0, (channel, of)
+        counts[channel] = of["count"]
+    busiest = max(lines, key=lambda channel: lines[channel])
+    assert counts[busiest] > 0
+    assert values("enginestream_sink_written_bytes", "channel")[busiest] > lines[busiest]
+
+    # Consumer lag of the assigned source partitions.
+    lag = families["enginestream_consumer_lag_messages"].samples
+    assert lag and all(s.value >= 0 for s in lag)
+
+    # The process and platform collectors.
+    assert families["process_cpu_seconds"].samples[0].value > 0
+    assert families["process_resident_memory_bytes"].samples[0].value > 0
+    assert families["python_info"].samples[0].labels["implementation"]
+
+    # OpenMetrics on request, with the same families.
+    content_type, text = scrape(stack.base, "application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    assert {f.name for f in openmetrics_families(text)} == set(families)
+
+
+# ---- 6. confidentiality ---------------------------------------------------------------
 
 
 def test_prompt_text_reaches_no_topic_file_or_view(stack: Stack) -> None:
@@ -608,7 +693,7 @@ def test_prompt_text_reaches_no_topic_file_or_view(stack: Stack) -> None:
         assert si.http(worker.url + "/engines/engine-st-0/status")[0] == 200
 
 
-# ---- 6. two workers -------------------------------------------------------------------
+# ---- 7. two workers -------------------------------------------------------------------
 
 
 def assigned(worker: WorkerProcess, topic: str) -> set[int]:
@@ -688,7 +773,7 @@ def test_two_workers_answer_every_view_alike(stack: Stack) -> None:
     check_engines(first.url, stack)
 
 
-# ---- 7. recovery after SIGKILL --------------------------------------------------------
+# ---- 8. recovery after SIGKILL --------------------------------------------------------
 
 
 def snapshot(stack: Stack) -> dict[str, tuple[int, Any]]:
