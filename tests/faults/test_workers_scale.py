@@ -5,8 +5,9 @@ topic prefix and app id for this test, one data directory shared by its workers,
 in test_files_survive_sigkill), produced while three workers start. Part of the way
 through, one of them (chosen at random, the seed printed) is killed with SIGKILL and
 a fourth is started at once. The test checks that both happened mid-read: files
-incomplete at the kill, and the group still behind on `engine.ingest` when the
-fourth is ready.
+incomplete at the kill, and the group still behind on what it reads (`engine.ingest`,
+or the typed topics the router has written but the windows and sinks not yet read)
+when the fourth is ready.
 Afterwards every execution, comparison and training sample is in the files and on
 its typed topic exactly once, every window's latest revision equals an offline
 recomputation, and the three workers left never exited and report ready.
@@ -137,7 +138,8 @@ def test_one_of_three_killed_and_a_fourth_joins_mid_backlog(
         killed_at = time.monotonic() - began
         fourth.start()
         fourth.wait_ready()
-        behind = asyncio.run(lag(settings.bootstrap_servers, settings.app_id, [names.ingest]))
+        read = [*names.inputs(), *names.typed.values()]
+        behind = asyncio.run(lag(settings.bootstrap_servers, settings.app_id, read))
         at_join = progress()
         joined_at = time.monotonic() - began
         # Both landed mid-read.
@@ -161,6 +163,6 @@ def test_one_of_three_killed_and_a_fourth_joins_mid_backlog(
         f"backlog {len(messages)} messages made and produced in {produced_s:.0f}s;"
         f" three ready at {ready_at:.0f}s ({at_ready:.0%}),"
         f" killed at {killed_at:.0f}s ({at_kill:.0%} of the"
-        f" files), fourth ready at {joined_at:.0f}s ({at_join:.0%}, {behind} ingest messages"
+        f" files), fourth ready at {joined_at:.0f}s ({at_join:.0%}, {behind} messages"
         f" behind), all checked at {done_at:.0f}s: {counts}"
     )
