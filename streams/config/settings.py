@@ -140,6 +140,9 @@ def parse_bootstrap(raw: str) -> str:
     return ",".join(servers)
 
 
+# How log records are written: faust's text lines, or one JSON object per line.
+LOG_FORMATS = ("text", "json")
+
 # Fields whose values are secrets: masked by describe(), hidden from repr.
 SECRET_FIELDS = frozenset({"api_token", "sasl_password", "ssl_key_password"})
 
@@ -165,6 +168,8 @@ class Settings:
     # When true, GET views need the bearer token too (only /health stays open).
     api_token_for_reads: bool = False
     log_level: str = "warning"
+    # One of LOG_FORMATS: "json" is for a log pipeline (streams.runtime.logs).
+    log_format: str = "text"
     partitions: int = 4
     # Replicas per topic and the in-sync replicas a write needs; 0 = auto: 3 and 2 on a
     # cluster of three or more brokers, else 1 and 1 (see streams.kafka.admin).
@@ -244,6 +249,7 @@ class Settings:
                 cls.log_level,
                 ("debug", "info", "warning", "error"),
             ),
+            log_format=_choice(env, "ENGINESTREAM_LOG_FORMAT", cls.log_format, LOG_FORMATS),
             partitions=_int(env, "ENGINESTREAM_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=_replicas(env, "ENGINESTREAM_REPLICATION_FACTOR"),
             min_insync_replicas=_replicas(env, "ENGINESTREAM_MIN_INSYNC_REPLICAS"),
