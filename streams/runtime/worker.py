@@ -24,6 +24,7 @@ from streams.domain.windows import WindowConfig
 from streams.kafka.admin import check_broker, ensure_topics, replication
 from streams.runtime.app import create_app
 from streams.runtime.handoff import Handoff
+from streams.runtime.logs import faust_logging_config, worker_name
 from streams.runtime.router_counters import RouterCounters
 from streams.runtime.versions import check_versions
 from streams.web.auth import guard_reads
@@ -127,7 +128,19 @@ def run_worker(settings: Settings) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_worker_app(settings, partitions)
     tune_gc()
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        # faust sets up logging again when it starts: in the same format as ours.
+        logging_config=faust_logging_config(
+            settings.log_level,
+            settings.log_format,
+            worker_name(settings.app_id, settings.advertised_url),
+        ),
+    )
+    if settings.log_format == "json":
+        worker.spinner = None  # its characters on a terminal are no log lines
     worker.execute_from_commandline()
 
 
