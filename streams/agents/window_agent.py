@@ -184,6 +184,7 @@ class WindowProcessor:
                 partition,
                 len(restored[(kind, partition)]),
                 clock.watermark,
+                extra={"topic": self.topic_of_kind[kind], "partition": partition},
             )
         for kind, partition in missing:
             _, expired = taken[(kind, partition)].windows.take_changes()

@@ -87,7 +87,8 @@ class RereadCleared(DeferredSeeks):
             if offset > self._expected.get(tp, offset):
                 continue
             log.info("rereading %s[%d] from %d: cleared from an agent's queue",
-                     tp.topic, tp.partition, offset)
+                     tp.topic, tp.partition, offset,
+                     extra={"topic": tp.topic, "partition": tp.partition})
             self._seek_later(tp, offset)
 
     def _release_cleared(self) -> None:

@@ -181,12 +181,14 @@ class InOrderDelivery(RereadCleared):
             # The client read from `want` and this came first: the offsets in between
             # do not exist (transaction markers, compaction, retention).
             log.warning("%s[%d]: no offsets %d to %d, going on", tp.topic, tp.partition,
-                        want, message.offset - 1)
+                        want, message.offset - 1,
+                        extra={"topic": tp.topic, "partition": tp.partition})
             self._gap[tp].addi(want, message.offset)  # committed as if acked
             self._gap[tp].merge_overlaps()
             return True
         log.info("rereading %s[%d] from %d: offset %d came first",
-                 tp.topic, tp.partition, want, message.offset)
+                 tp.topic, tp.partition, want, message.offset,
+                 extra={"topic": tp.topic, "partition": tp.partition})
         await self.seek(tp, want)
         return False
 

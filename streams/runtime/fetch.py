@@ -85,5 +85,6 @@ class RereadDropped(DeferredSeeks):
         for tp, offset in offsets.items():
             if tp in assigned:
                 log.info("rereading %s[%d] from %d (fetched while not deliverable)",
-                         tp.topic, tp.partition, offset)
+                         tp.topic, tp.partition, offset,
+                         extra={"topic": tp.topic, "partition": tp.partition})
                 await self.seek(tp, offset)

@@ -89,6 +89,7 @@ def guard_stalled_partitions(app: faust.App, after_s: float = STALL_AFTER_S) -> 
                 "%s[%d] stayed at offset %d, behind its end %s, with nothing in flight for "
                 "%.0f s: reading it again from there", tp.topic, tp.partition, start,
                 progress[tp].end, after_s,
+                extra={"topic": tp.topic, "partition": tp.partition},
             )
             await consumer.seek(tp, start)
 
