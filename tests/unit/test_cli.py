@@ -1,22 +1,34 @@
-"""The command line: --help everywhere, one-line errors with exit code 2, and the pure
+"""The command line: --help everywhere, one-line errors with exit code 2, --version,
+the global log options, the one line without the worker's packages, and the pure
 parts of replay and export."""
 
 from __future__ import annotations
 
 import csv
 import inspect
+import logging
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from streams.cli import fleet
+from streams import cli_commands
+from streams.cli import WORKER_MODULES
+from streams.cli_commands import fleet
+from streams.config.settings import Settings
 from streams.domain.windows import latest_revisions
+from streams.kafka.admin import ClusterNotReady
 from streams.kafka.export import COLUMNS, write_csv, write_parquet
 from streams.kafka.fleet_publisher import publish_fleet
 from streams.kafka.replay import parse_lines
+from streams.runtime.logs import setup_logging
 
 COMMANDS = [
     [], ["worker"], ["fleet"], ["demo"], ["topics"], ["topics", "create"],
@@ -144,3 +156,137 @@ def test_csv_and_parquet_hold_the_same_rows(tmp_path: Path) -> None:
     assert table.column_names == list(COLUMNS)
     assert table.column("count").to_pylist() == [6, 2]
     assert table.column("quality_score_mean").to_pylist() == [None, 0.5]
+
+
+# ---- --version, and the command line without the worker's packages ----------------------
+
+
+def test_version_is_the_installed_distributions() -> None:
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"enginestream {metadata.version('enginestream')}\n"
+
+
+def without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line in a process where `module` cannot be imported."""
+    probe = (f"import sys\nsys.modules[{module!r}] = None\n"
+             f"from streams.cli import main\nmain({list(args)!r})\n")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize("module", WORKER_MODULES)
+def test_without_the_worker_extra_one_line_says_what_to_install(module: str) -> None:
+    result = without(module, "topics", "describe")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"enginestream: the command line needs the worker's packages ({module} is not "
+        "installed): pip install 'enginestream[worker]'"
+    ]
+    assert result.stdout == ""
+
+
+def test_without_the_worker_extra_the_version_still_answers() -> None:
+    result = without("click", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"enginestream {metadata.version('enginestream')}\n"
+
+
+# ---- the global log options -----------------------------------------------------------
+
+
+@pytest.fixture
+def described(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """`topics describe` run in this process, without a broker: the settings it got and
+    how it set up logging."""
+    seen: list[Any] = []
+    client_log = logging.getLogger("aiokafka")
+    client_level = client_log.level  # the command sets it
+
+    async def describe_topics(settings: Settings, names: list[str]) -> list[Any]:
+        seen.append(settings)
+        return []
+
+    monkeypatch.setattr(cli_commands, "describe_topics", describe_topics)
+    monkeypatch.setattr(cli_commands, "setup_logging", lambda *args: seen.append(args))
+    for name in ("ENGINESTREAM_LOG_LEVEL", "ENGINESTREAM_LOG_FORMAT", "ENGINESTREAM_APP_ID",
+                 "ENGINESTREAM_WEB_ADVERTISED_URL"):
+        monkeypatch.delenv(name, raising=False)
+    yield seen
+    client_log.setLevel(client_level)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "level", "fmt"),
+    [
+        ({}, [], "warning", "text"),
+        ({"ENGINESTREAM_LOG_LEVEL": "error", "ENGINESTREAM_LOG_FORMAT": "json"}, [],
+         "error", "json"),
+        ({"ENGINESTREAM_LOG_LEVEL": "error"}, ["--log-level", "DEBUG"], "debug", "text"),
+        # the option stands for the variable, which is not read at all then
+        ({"ENGINESTREAM_LOG_LEVEL": "verbose"}, ["--log-level", "critical"], "critical",
+         "text"),
+        ({"ENGINESTREAM_LOG_FORMAT": "yaml"}, ["--log-format", "JSON"], "warning", "json"),
+    ],
+)  # fmt: skip
+def test_the_options_stand_for_the_variables(
+    described: list[Any], monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+    args: list[str], level: str, fmt: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ENGINESTREAM_APP_ID", "es-cli")
+    monkeypatch.setenv("ENGINESTREAM_WEB_ADVERTISED_URL", "http://10.0.0.7:6066")
+    cli_commands.run([*args, "topics", "describe"])
+    setup, settings = described
+    assert setup == (level, fmt, "es-cli@http://10.0.0.7:6066")
+    assert (settings.log_level, settings.log_format) == (level, fmt)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["--log-level", "verbose", "worker"], {}, "--log-level"),
+        (["--log-format", "yaml", "worker"], {}, "--log-format"),
+        (["worker"], {"ENGINESTREAM_LOG_FORMAT": "yaml"}, "ENGINESTREAM_LOG_FORMAT"),
+    ],
+)
+def test_a_bad_log_option_or_variable_is_one_line_and_exit_2(
+    args: list[str], env: dict[str, str], names: str
+) -> None:
+    result = run(*args, env={**os.environ, **env})
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and names in lines[0], lines
+
+
+@pytest.fixture
+def logging_put_back() -> Iterator[None]:
+    """The root logger, Python's warnings and the exception hook as they were, after
+    the test set up logging for real."""
+    root = logging.getLogger()
+    level, handlers, hook = root.level, list(root.handlers), sys.excepthook
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    sys.excepthook = hook
+    logging.captureWarnings(False)
+
+
+def test_in_json_a_command_that_fails_says_it_in_one_json_line(
+    described: list[Any], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], logging_put_back: None,
+) -> None:
+    async def unreachable(settings: Settings, names: list[str]) -> list[Any]:
+        raise ClusterNotReady("cannot reach Kafka at 127.0.0.1:1")
+
+    monkeypatch.setattr(cli_commands, "describe_topics", unreachable)
+    monkeypatch.setattr(cli_commands, "setup_logging", setup_logging)  # the real one
+    with pytest.raises(SystemExit) as exited:
+        cli_commands.run(["--log-format", "json", "topics", "describe"])
+    assert exited.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    doc = orjson.loads(lines[0])
+    assert (doc["level"], doc["logger"]) == ("ERROR", "enginestream")
+    assert doc["message"] == "cannot reach Kafka at 127.0.0.1:1"
