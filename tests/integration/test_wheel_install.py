@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,9 @@ def build_and_install(outside: Path, timings: dict[str, float]) -> Path:
     wheels = list(dist.glob("enginestream-*.whl"))
     assert len(wheels) == 1, wheels
     timings["build"] = time.monotonic() - started
+    # Type checkers read an installed package's hints only when it says it has them.
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        assert "streams/py.typed" in wheel.namelist()
 
     # A venv without its own pip (ensurepip alone takes seconds): this pip installs
     # into it. No bytecode compiling either; both only save time, the install is the
@@ -160,6 +165,10 @@ def test_the_installed_wheel_routes_and_dead_letters(
     assert probe["json_schemas"] == sorted(p.stem for p in (ROOT / "schemas/v1").glob("*.json"))
     assert probe["avro_schemas"] == sorted(p.stem for p in (ROOT / "schemas/avro").glob("*.avsc"))
     assert not (package / "schemas" / "v1" / "examples").exists()
+    assert (package / "py.typed").is_file()
+    command = str(venv / "bin" / "enginestream")
+    shown = run([command, "--version"], outside, outside_env(venv), 60)
+    assert shown == f"enginestream {metadata.version('enginestream')}\n"
 
     settings = Settings.from_env(isolated_env)
     names = TopicNames(settings.topic_prefix)
