@@ -43,7 +43,9 @@ ends in exactly one place: `attempts == published + dropped_total + pending`.
 `connect_timeout`), or later when messages wait for an acknowledgement and
 none comes for `unavailable_after` (or a message cannot be handed to the
 producer in that time), the publisher switches to its no-op mode: `publish()`
-drops every new event at once as `broker_unavailable`. Accepted events keep their
+drops every new event at once as `broker_unavailable`. A broker that answers but
+turns the publisher away (a refused SASL login, a certificate it does not accept)
+is logged once at ERROR with the setting to fix, since waiting will not mend it. Accepted events keep their
 place: those already with the producer are retried by it (the same idempotent
 producer, so no duplicates when the broker comes back), the rest stay buffered.
 A background task reconnects (backoff 0.5 s doubling to 5 s), and the first
@@ -104,6 +106,7 @@ from streams.config.settings import Settings, parse_bootstrap
 from streams.config.topics import TopicNames
 from streams.domain.validation import SchemaRegistry, default_registry
 from streams.kafka.admin import client_options
+from streams.kafka.refusal import refusal_reason
 from streams.tls import ENV_NAMES
 
 # The names this module has always offered, wherever they are defined now.
@@ -249,6 +252,9 @@ class Publisher(EventMethods):
             backoff_s=reconnect_backoff,
             last_flush_s=exit_timeout,
             on_loop_end=self._finish,
+            explain=lambda: refusal_reason(
+                self.settings, client_options(self.settings, tls_names), min(connect_timeout, 5.0)
+            ),
         )
 
     # --- construction and shutdown ---------------------------------------------------

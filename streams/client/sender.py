@@ -57,6 +57,7 @@ class Sender:
         backoff_s: tuple[float, float],
         last_flush_s: float = 0.0,
         on_loop_end: Callable[[], Awaitable[None]] | None = None,
+        explain: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self._buffer = buffer
         self._topic = topic
@@ -67,6 +68,7 @@ class Sender:
         self._backoff_min, self._backoff_max = backoff_s
         self._last_flush = last_flush_s
         self._on_loop_end = on_loop_end
+        self._explain = explain
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -343,9 +345,18 @@ class Sender:
                 else f"topic {self._topic} is not available (create it: enginestream topics create)"
             )
             level = logging.WARNING if self._failed_connects == 1 else logging.DEBUG
-            log.log(
-                level, "enginestream publisher: %s (%r); events are dropped until it is", what, exc
-            )
+            # A broker that answers and turns the publisher away (its login, a
+            # certificate) is a setting to fix, not an outage to wait out: say which.
+            refusal = None
+            if stage == "connect" and self._failed_connects == 1 and self._explain is not None:
+                with contextlib.suppress(Exception):
+                    refusal = await self._explain()
+            if refusal:
+                log.error("enginestream publisher: %s; events are dropped until it is fixed",
+                          refusal)
+            else:
+                log.log(level, "enginestream publisher: %s (%r); events are dropped until it is",
+                        what, exc)
             return False
         except BaseException:
             await _stop_producer(producer)

@@ -306,9 +306,22 @@ REFUSALS = {
 }
 
 
+async def refused_publisher_state() -> str:
+    """The state of an SDK publisher configured from the environment once started."""
+    publisher = await Publisher.connect(connect_timeout=5.0)
+    try:
+        return publisher.state
+    finally:
+        await publisher.close(1.0)
+
+
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_a_refused_client_fails_fast_naming_what_to_fix(
-    secure_broker: SecureBroker, case: str, tmp_path: Path
+    secure_broker: SecureBroker,
+    case: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     refusal = REFUSALS[case]
     env = {
@@ -341,3 +354,17 @@ def test_a_refused_client_fails_fast_naming_what_to_fix(
         assert run.seconds < PROCESS_LIMIT_S, (command, run.seconds)
         for secret in hidden:
             assert not secret or secret not in run.output, command
+
+    # The SDK does not raise (the engine goes on serving) but says once, at ERROR,
+    # what to fix, in the same words.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING, logger="streams.client.publisher"):
+        assert asyncio.run(refused_publisher_state()) == "unavailable"
+    said = [r.getMessage() for r in caplog.records
+            if r.name == "streams.client.publisher" and r.levelno >= logging.ERROR]
+    assert len(said) == 1, said
+    for name in refusal.names:
+        assert name in said[0], said[0]
+    for secret in hidden:
+        assert not secret or secret not in caplog.text
