@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -30,13 +26,18 @@ from streams.config.settings import Settings
 from streams.config.topics import TopicNames
 from streams.kafka.fleet import Fleet
 from tests.integration.kafka_io import Record, produce_all, read_until
+from tests.wheel_build import (
+    ROOT,
+    build_wheel,
+    install_into_fresh_venv,
+    outside_directory,
+    outside_env,
+    run,
+)
 from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-# What a build needs: pyproject.toml names README.md; setup.py ships schemas/.
-SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "streams", "schemas")
 HEADER = "event-type"
 
 # Where the venv's `streams` and its schema directories are, as JSON.
@@ -52,27 +53,6 @@ print(json.dumps({
     "avro_schemas": sorted(load_avro_schemas()),
 }))
 """
-
-
-def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
-    """Run a command to completion; fail the test with its output when it fails."""
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def outside_env(venv: Path | None = None) -> dict[str, str]:
-    """This process's environment without anything that would reach the checkout's
-    sources; with `venv`, that venv's bin first on PATH."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
-    }
-    if venv is not None:
-        env["VIRTUAL_ENV"] = str(venv)
-        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 class InstalledWorker(WorkerProcess):
@@ -103,47 +83,24 @@ class InstalledWorker(WorkerProcess):
 @pytest.fixture
 def outside() -> Iterator[Path]:
     """A scratch directory outside the checkout (pytest's may be inside it)."""
-    path = Path(tempfile.mkdtemp(prefix="enginestream-wheel-"))
-    assert not path.is_relative_to(ROOT), path
-    try:
+    with outside_directory("enginestream-wheel-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def build_and_install(outside: Path, timings: dict[str, float]) -> Path:
     """Build the wheel from a copy of the sources and install it, with its
     dependencies, into a fresh venv; answer the venv."""
-    src = outside / "src"
-    src.mkdir()
-    for name in SOURCES:
-        origin = ROOT / name
-        if origin.is_dir():
-            shutil.copytree(origin, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(origin, src / name)
-
     started = time.monotonic()
-    dist = outside / "dist"
-    pip = [sys.executable, "-m", "pip"]
-    run([*pip, "wheel", "--no-deps", "-q", "-w", str(dist), str(src)], outside, outside_env(), 300)
-    wheels = list(dist.glob("enginestream-*.whl"))
-    assert len(wheels) == 1, wheels
+    wheel = build_wheel(outside)
     timings["build"] = time.monotonic() - started
     # Type checkers read an installed package's hints only when it says it has them.
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        assert "streams/py.typed" in wheel.namelist()
+    with zipfile.ZipFile(wheel) as built:
+        assert "streams/py.typed" in built.namelist()
 
-    # A venv without its own pip (ensurepip alone takes seconds): this pip installs
-    # into it. No bytecode compiling either; both only save time, the install is the
-    # usual one, from the registry (through pip's cache).
     started = time.monotonic()
     venv = outside / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], outside, outside_env(), 120)
-    python = str(venv / "bin" / "python")
     # The worker is the wheel's `worker` extra (the wheel alone is the engine-side SDK).
-    install = [*pip, "--python", python, "install", "-q", "--no-compile", f"{wheels[0]}[worker]"]
-    run(install, outside, outside_env(venv), 300)
+    install_into_fresh_venv(venv, f"{wheel}[worker]")
     timings["venv and install"] = time.monotonic() - started
     return venv
 
