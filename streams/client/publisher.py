@@ -45,9 +45,10 @@ none comes for `unavailable_after` (or a message cannot be handed to the
 producer in that time), the publisher switches to its no-op mode: `publish()`
 drops every new event at once as `broker_unavailable`. A broker that answers but
 turns the publisher away (a refused SASL login, a certificate it does not accept)
-is logged once at ERROR with the setting to fix, since waiting will not mend it. Accepted events keep their
-place: those already with the producer are retried by it (the same idempotent
-producer, so no duplicates when the broker comes back), the rest stay buffered.
+is logged once at ERROR with the setting to fix, since waiting will not mend it.
+Accepted events keep their place: those already with the producer are retried by
+it (the same idempotent producer, so no duplicates when the broker comes back), the
+rest stay buffered.
 A background task reconnects (backoff 0.5 s doubling to 5 s), and the first
 acknowledgement or successful connection (`reconnects`) resumes normal
 publishing. `close(timeout)` flushes what it can within the timeout and drops the

@@ -37,11 +37,16 @@ class WorkerProducer(aiokafka_driver.Producer):
         self._tracked: set[str] = set()
 
     async def on_start(self) -> None:
-        """Start the client, tracking every table's changelog from the first refresh:
-        faust finds which worker owns a table's key (for a view forwarded to it) from
-        this producer's metadata of the changelog, also on a worker that never writes
-        to that table."""
+        """Start the client; track every table's changelog once the first rebalance is
+        complete: faust finds which worker owns a table's key (for a view forwarded to
+        it) from this producer's metadata of the changelog, also on a worker that never
+        writes to that table. Not before: the tables declare their changelogs after
+        the producer starts, and each refresh until then would log every changelog of
+        a new app as an error ("not found in cluster metadata")."""
         await super().on_start()
+        self.app.on_rebalance_complete.connect(self._track_changelogs)  # type: ignore[arg-type]
+
+    async def _track_changelogs(self, sender: Any = None, **kwargs: Any) -> None:
         for topic in sorted(self.app.tables.changelog_topics):
             self._track(topic)
 
