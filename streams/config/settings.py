@@ -57,8 +57,17 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw == "" else raw
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+def _choice(
+    env: Mapping[str, str],
+    name: str,
+    default: str,
+    choices: tuple[str, ...],
+    *,
+    casefold: bool = False,
+) -> str:
     value = _str(env, name, default)
+    if casefold:
+        value = value.lower()
     if value not in choices:
         raise SettingsError(f"{name}={value!r} must be one of: {', '.join(choices)}")
     return value
@@ -142,6 +151,7 @@ def parse_bootstrap(raw: str) -> str:
 
 # How log records are written: faust's text lines, or one JSON object per line.
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 # Fields whose values are secrets: masked by describe(), hidden from repr.
 SECRET_FIELDS = frozenset({"api_token", "sasl_password", "ssl_key_password"})
@@ -243,11 +253,9 @@ class Settings:
             web_advertised_url=_url(env, "ENGINESTREAM_WEB_ADVERTISED_URL"),
             api_token=_str(env, "ENGINESTREAM_API_TOKEN", cls.api_token),
             api_token_for_reads=_bool(env, "ENGINESTREAM_API_TOKEN_FOR_READS", False),
+            # Any case, as `--log-level` and Python's own level names are.
             log_level=_choice(
-                env,
-                "ENGINESTREAM_LOG_LEVEL",
-                cls.log_level,
-                ("debug", "info", "warning", "error"),
+                env, "ENGINESTREAM_LOG_LEVEL", cls.log_level, LOG_LEVELS, casefold=True
             ),
             log_format=_choice(env, "ENGINESTREAM_LOG_FORMAT", cls.log_format, LOG_FORMATS),
             partitions=_int(env, "ENGINESTREAM_PARTITIONS", cls.partitions, minimum=1),

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from streams.config.settings import LOG_FORMATS
+from streams.config.settings import LOG_FORMATS, LOG_LEVELS
 
-LEVELS = ("debug", "info", "warning", "error", "critical")
+LEVELS = LOG_LEVELS  # the command line's --log-level choices
 # What the command line's own records look like in text mode (mode's, without colour).
 TEXT_FORMAT = "[%(asctime)s] [%(process)s] [%(levelname)s]: %(message)s"
 # Record attributes passed with `extra=` that a JSON line carries as they are.

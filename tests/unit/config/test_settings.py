@@ -252,6 +252,7 @@ BAD_VALUES = [
     ("ENGINESTREAM_WINDOW_IDLE_TIMEOUT", "0"),
     ("ENGINESTREAM_LOG_LEVEL", "verbose"),
     ("ENGINESTREAM_LOG_LEVEL", "trace"),
+    ("ENGINESTREAM_LOG_LEVEL", "warn"),
     ("ENGINESTREAM_LOG_FORMAT", "yaml"),
     ("ENGINESTREAM_LOG_FORMAT", "JSON"),
     ("KAFKA_SECURITY_PROTOCOL", "TLS"),
@@ -373,3 +374,8 @@ def test_a_bad_advertised_url_names_the_variable(raw: str) -> None:
 def test_a_bad_boolean_names_the_variable(raw: str) -> None:
     with pytest.raises(SettingsError, match="ENGINESTREAM_API_TOKEN_FOR_READS"):
         Settings.from_env({"ENGINESTREAM_API_TOKEN_FOR_READS": raw})
+
+
+@pytest.mark.parametrize("raw", ["CRITICAL", "Info", "debug"])
+def test_the_log_level_is_read_in_any_case(raw: str) -> None:
+    assert Settings.from_env({"ENGINESTREAM_LOG_LEVEL": raw}).log_level == raw.lower()
