@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from importlib import metadata
 from typing import Any
+
+from streams.version import installed_version
 
 # What the command line and its worker import, of the `worker` extra's packages.
 WORKER_MODULES = ("click", "faust", "pyarrow", "fastavro", "prometheus_client")
 INSTALL = "pip install 'enginestream[worker]'"
-
-
-def version() -> str:
-    """The installed distribution's version."""
-    try:
-        return metadata.version("enginestream")
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
 
 
 def missing_module(modules: tuple[str, ...] = WORKER_MODULES) -> str | None:
@@ -45,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = missing_module()
     if missing is not None:
         if "--version" in args:
-            print(f"enginestream {version()}")
+            print(f"enginestream {installed_version()}")
             sys.exit(0)
         print(
             f"enginestream: the command line needs the worker's packages "

@@ -23,11 +23,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 import orjson
 
-from streams.cli import version
 from streams.config.settings import LOG_FORMATS, Settings, SettingsError
 from streams.config.topics import EVENT_ROUTES, TopicNames
 from streams.kafka.admin import ClusterNotReady, check_broker, describe_topics, ensure_topics
 from streams.runtime.logs import LEVELS, setup_logging, worker_name
+from streams.version import installed_version
 
 T = TypeVar("T")
 
@@ -94,7 +94,7 @@ def _run(coro_factory: Callable[[], Any]) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
-    version(), "--version", prog_name="enginestream", message="%(prog)s %(version)s"
+    installed_version(), "--version", prog_name="enginestream", message="%(prog)s %(version)s"
 )
 @click.option(
     "--log-level",

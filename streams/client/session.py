@@ -10,7 +10,6 @@ like everything in the SDK; the local summary is exact regardless.
 
 from __future__ import annotations
 
-import importlib.metadata
 import threading
 import time
 import uuid
@@ -21,17 +20,10 @@ from typing import Any
 from streams.client import events
 from streams.client.events import SESSION_EVENT
 from streams.client.sinks import EventPublisher
-
-
-def _installed_version() -> str:
-    try:
-        return importlib.metadata.version("enginestream")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
-        return "0+unknown"
-
+from streams.version import installed_version
 
 # What a session reports as its SDK: the installed distribution's version.
-SDK_VERSION = _installed_version()
+SDK_VERSION = installed_version()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,15 @@ from streams.runtime.versions import (
 def test_the_installed_versions_are_the_supported_ones() -> None:
     check_versions()
     assert {p: metadata.version(p) for p in SUPPORTED} == SUPPORTED
+
+
+def test_the_worker_extra_pins_the_supported_versions() -> None:
+    # What `pip install 'enginestream[worker]'` brings is what the worker accepts; the
+    # SDK alone takes a range of aiokafka, and the extra narrows it.
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
+    worker = pyproject["project"]["optional-dependencies"]["worker"]
+    pins = dict(r.split("==") for r in worker if "==" in r)
+    assert pins == SUPPORTED
 
 
 def test_another_version_is_refused_with_what_to_install() -> None:
