@@ -136,11 +136,6 @@ def run(args: list[str]) -> None:
         _fail(exc.format_message(), exc.exit_code)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the command line on `argv` (default: the process's arguments)."""
-    run(sys.argv[1:] if argv is None else argv)
-
-
 def _global_args() -> list[str]:
     """The global options as given, for a child `enginestream` process."""
     options = _options

@@ -23,7 +23,8 @@ Guarantees (see `streams.client.publisher`): a call never blocks beyond
 buffer, batched per type into one message on `engine.ingest`; drops are counted by
 reason in `publisher.stats`; while the broker is unreachable the publisher is a
 no-op sink and reconnects in the background; one left open is flushed and closed at
-exit, within `exit_timeout`. Durations are seconds throughout. A lifecycle event with
+exit, within `exit_timeout`. The options' durations are seconds, as are the
+timeouts of `flush()` and `close()`. A lifecycle event with
 content fields (prompt, completion, ...) is refused with `ConfidentialityError`, and
 an off-schema event with `InvalidEvent`: both are bugs.
 """

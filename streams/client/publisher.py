@@ -54,13 +54,15 @@ acknowledgement or successful connection (`reconnects`) resumes normal
 publishing. `close(timeout)` flushes what it can within the timeout and drops the
 rest as `broker_unavailable`.
 
-**Exit.** A publisher still open when its work ends is closed for you, within
-`exit_timeout` seconds (5): when `asyncio.run()` ends with the publisher open (the
-loop cancels its sender, which first sends what is buffered and waits for the
-acknowledgements), or at interpreter exit (`streams.client.exit_flush`) when its
-loop is still there to run on. What is still undelivered then is dropped as
-`broker_unavailable` and logged, never lost without a word. `exit_timeout=0` turns
-this off.
+**Exit.** A publisher still open when its work ends is closed for you: it sends
+for at most `exit_timeout` seconds (5), then stops its producer (at most 5 s more
+when a broker does not answer). That happens when `asyncio.run()` ends with the
+publisher open (the loop cancels its sender, which first sends what is buffered and
+waits for the acknowledgements; a `close()` of a task cancelled by the same
+shutdown waits for that), or at interpreter exit (`streams.client.exit_flush`, which
+also says what Python allows there) when its loop is still there to run on. What
+is still undelivered then is dropped as `broker_unavailable` and logged, never lost
+without a word. `exit_timeout=0` turns this off.
 
 Every duration in the options is in seconds, as are `flush(timeout)` and
 `close(timeout)`.
@@ -222,7 +224,8 @@ class Publisher(EventMethods):
         self._on_invalid = on_invalid
         self._registry = registry or default_registry()
         self._budget = block_budget
-        self._exit_timeout = exit_timeout
+        self.exit_timeout = exit_timeout
+        self.connect_timeout = connect_timeout
         self._max_event_bytes = max_event_bytes or self.settings.max_message_bytes
         _positive("max_event_bytes", self._max_event_bytes)
         self._logged_invalid: set[tuple[str, str | None, str]] = set()
@@ -280,7 +283,7 @@ class Publisher(EventMethods):
         if self._sender.running or self._buffer.state == "closed":
             return self
         await self._sender.start()
-        if self._exit_timeout > 0:
+        if self.exit_timeout > 0:
             exit_flush.track(self)
         return self
 
@@ -307,17 +310,22 @@ class Publisher(EventMethods):
         broker trouble."""
         if self._buffer.state == "closed":
             return self.stats
+        if self._sender.finishing:  # the loop is ending, and its last flush closes us
+            await self._sender.finished()
+            return self.stats
         self._buffer.close()
         started = self._sender.running
         if started:
             await self.flush(timeout)
-            await self._sender.stop()
+            await self._sender.stop()  # waits for the loop-end flush if that began meanwhile
         await self._finish(started)
         return self.stats
 
     async def _finish(self, started: bool = True) -> None:
         """What ends every close: count what is undelivered as dropped, stop the
         producer, leave the exit registry."""
+        if self._buffer.state == "closed":  # the loop-end flush finished it already
+            return
         self._buffer.close()
         exit_flush.untrack(self)
         messages, in_flight = self._sender.give_up()
@@ -340,7 +348,7 @@ class Publisher(EventMethods):
             return
         loop = self._sender.loop
         if loop is not None and not loop.is_closed() and not loop.is_running():
-            loop.run_until_complete(self.close(self._exit_timeout))
+            loop.run_until_complete(self.close(self.exit_timeout))
             return
         pending = self._buffer.pending()
         if pending:

@@ -80,6 +80,8 @@ class Sender:
         self._last_ack = 0.0
         self._ids = itertools.count()
         self._failed_connects = 0
+        # Set while the loop-end flush runs (see _run); done once it has finished.
+        self._finishing: asyncio.Future[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -117,8 +119,22 @@ class Sender:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
             loop.call_soon_threadsafe(wake.set)
 
+    @property
+    def finishing(self) -> bool:
+        """Whether the loop-end flush has begun (it closes the publisher itself)."""
+        return self._finishing is not None
+
+    async def finished(self) -> None:
+        """Wait until the loop-end flush has closed the publisher (at once if none)."""
+        if self._finishing is not None:
+            await asyncio.shield(self._finishing)
+
     async def stop(self) -> None:
-        """Stop the sender task (the producer stays, see `close_producer`)."""
+        """Stop the sender task (the producer stays, see `close_producer`); while the
+        loop-end flush runs, wait for it instead of cutting it short."""
+        if self._finishing is not None:
+            await self.finished()
+            return
         task, self._task = self._task, None
         self._stop = True
         if task is None:
@@ -161,11 +177,14 @@ class Sender:
             if self._stop or self._on_loop_end is None:
                 raise  # stopped by close()
             # Cancelled by the loop's shutdown: the last chance to deliver and count.
+            # A close() running meanwhile (its caller cancelled by the same shutdown)
+            # waits for this instead of dropping what is being sent (see `finished`).
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # so the timeouts below work; the cancel is re-raised
             self._stop = True
             self._task = None
+            self._finishing = asyncio.get_running_loop().create_future()
             try:
                 if self._last_flush > 0:
                     with contextlib.suppress(TimeoutError):
@@ -174,18 +193,15 @@ class Sender:
                 await self._on_loop_end()
             except Exception:
                 log.exception("enginestream publisher: the last flush failed")
+            finally:
+                self._finishing.set_result(None)
             raise
 
     async def _last_chance(self, deadline: float) -> None:
         """Deliver what is buffered through a fresh producer before `deadline`: the
         loop's shutdown cancelled the old one's own tasks along with ours, so it can
         send no more (what it held unacknowledged is counted as dropped)."""
-        old, self._producer = self._producer, None
-        if old is not None:
-            accumulator = getattr(old, "_message_accumulator", None)
-            if accumulator is not None:
-                accumulator.fail_all(KafkaTimeoutError("the event loop is ending"))
-            await _stop_producer(old)
+        await self.close_producer(abandon=True)
         if self._buffer.pending() and await self._connect_once():
             await self._send_everything(deadline)
 
@@ -347,10 +363,13 @@ class Sender:
             level = logging.WARNING if self._failed_connects == 1 else logging.DEBUG
             # A broker that answers and turns the publisher away (its login, a
             # certificate) is a setting to fix, not an outage to wait out: say which.
+            # Not after a timeout: nothing answered, and asking again would double the wait.
             refusal = None
-            if stage == "connect" and self._failed_connects == 1 and self._explain is not None:
+            if (stage == "connect" and self._failed_connects == 1 and self._explain is not None
+                    and not isinstance(exc, TimeoutError)):
                 with contextlib.suppress(Exception):
-                    refusal = await self._explain()
+                    async with asyncio.timeout(min(self._connect_timeout, 5.0)):
+                        refusal = await self._explain()
             if refusal:
                 log.error("enginestream publisher: %s; events are dropped until it is fixed",
                           refusal)

@@ -49,16 +49,14 @@ class SyncPublisher(EventMethods):
         )
         self._closed = False
         self._thread.start()
-        connect_s = float(options.get("connect_timeout", 5.0))
-        self._exit_timeout = float(options.get("exit_timeout", 5.0))
         try:
-            self._call(self._publisher.start(), connect_s + _MARGIN_S)
+            self._call(self._publisher.start(), self._publisher.connect_timeout + _MARGIN_S)
         except BaseException:
             self._stop_loop()
             raise
         # Closed at exit by this facade (the inner loop runs in the thread, not here).
         exit_flush.untrack(self._publisher)
-        if self._exit_timeout > 0:
+        if self._publisher.exit_timeout > 0:
             exit_flush.track(self)
 
     def _serve(self) -> None:
@@ -130,7 +128,7 @@ class SyncPublisher(EventMethods):
     def close_at_exit(self) -> None:
         """`close(exit_timeout)`, at interpreter exit (what is left undelivered is
         counted and logged by the close)."""
-        self.close(self._exit_timeout)
+        self.close(self._publisher.exit_timeout)
 
     def __enter__(self) -> SyncPublisher:
         return self

@@ -257,7 +257,9 @@ class Settings:
             log_level=_choice(
                 env, "ENGINESTREAM_LOG_LEVEL", cls.log_level, LOG_LEVELS, casefold=True
             ),
-            log_format=_choice(env, "ENGINESTREAM_LOG_FORMAT", cls.log_format, LOG_FORMATS),
+            log_format=_choice(
+                env, "ENGINESTREAM_LOG_FORMAT", cls.log_format, LOG_FORMATS, casefold=True
+            ),
             partitions=_int(env, "ENGINESTREAM_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=_replicas(env, "ENGINESTREAM_REPLICATION_FACTOR"),
             min_insync_replicas=_replicas(env, "ENGINESTREAM_MIN_INSYNC_REPLICAS"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+import threading
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -88,6 +89,8 @@ def _printable(value: Any) -> Any:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
         return {str(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_printable(v) for v in value]
     return value
 
 
@@ -123,6 +126,7 @@ def setup_logging(level: str, fmt: str, worker: str) -> None:
     logging.captureWarnings(fmt == "json")
     if fmt == "json":
         sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
 
 
 def faust_logging_config(level: str, fmt: str, worker: str) -> dict[str, Any] | None:
@@ -135,3 +139,13 @@ def _log_uncaught(
     kind: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     logging.getLogger("enginestream").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # a thread's normal way out, as threading treats it
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    logging.getLogger("enginestream").critical(
+        "uncaught exception in %s", name,
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+    )

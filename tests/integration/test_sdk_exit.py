@@ -49,6 +49,22 @@ async def main() -> None:
 """ + textwrap.indent(PUBLISH, "    ") + """
 asyncio.run(main())
 """,
+    # The engine's own task holds the publisher (`async with`) and is cancelled by the
+    # same shutdown: its close() meets the sender's last flush, which it must not cut.
+    "owner task": """
+import asyncio
+from streams.client import Publisher
+async def engine(published: asyncio.Event) -> None:
+    async with await Publisher.connect(linger=60, exit_timeout=$exit_timeout) as publisher:
+""" + textwrap.indent(PUBLISH, "        ") + """
+        published.set()
+        await asyncio.Event().wait()  # serves until cancelled
+async def main() -> None:
+    published = asyncio.Event()
+    asyncio.get_running_loop().create_task(engine(published))
+    await published.wait()
+asyncio.run(main())
+""",
     # A loop driven by hand and never closed: the interpreter's exit closes it.
     "open loop": """
 import asyncio

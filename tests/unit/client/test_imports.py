@@ -40,3 +40,18 @@ def test_the_sdk_does_not_import_faust() -> None:
 def test_the_sdk_and_its_packing_do_not_import_the_router(imports: str) -> None:
     loaded = loaded_after(imports, ("faust", "mode", "streams.domain.router", "streams.agents"))
     assert loaded == []
+
+
+def test_the_sdk_imports_on_a_platform_without_fcntl() -> None:
+    # fcntl is POSIX only: the SDK must import where it does not exist (Windows).
+    # Blocking it also blocks the standard library's POSIX-only users of it, which
+    # the SDK must not need either.
+    code = "import sys; sys.modules['fcntl'] = None; import streams.client, streams.client.sync"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_blocking_fcntl_is_felt_by_what_needs_it() -> None:
+    code = "import sys; sys.modules['fcntl'] = None; import streams.durable.filesink"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
+    assert result.returncode != 0 and b"fcntl" in result.stderr

@@ -94,11 +94,14 @@ def test_a_method_publishes_what_its_builder_builds(name: str, fixed_ids: None) 
     assert recorder.published == [(event_type, getattr(events, name)(*args, **kwargs))]
 
 
-@pytest.mark.parametrize("name", sorted(CALLS))
-def test_a_method_has_its_builders_signature(name: str) -> None:
-    method = inspect.signature(getattr(Recorder(), name))
-    builder = inspect.signature(getattr(events, name))
-    assert list(method.parameters.values()) == list(builder.parameters.values())
+def test_submit_job_takes_what_its_builder_takes() -> None:
+    # Written out by hand (it answers the id too), so held to the builder here.
+    method = inspect.signature(EventMethods.submit_job)
+    builder = inspect.signature(events.submit_job)
+    def shape(signature: inspect.Signature, skip: int) -> list[tuple[str, object, object]]:
+        return [(p.name, p.kind, p.default) for p in list(signature.parameters.values())[skip:]]
+
+    assert shape(method, 1) == shape(builder, 0)
 
 
 def test_a_drop_is_answered() -> None:

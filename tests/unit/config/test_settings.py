@@ -254,7 +254,7 @@ BAD_VALUES = [
     ("ENGINESTREAM_LOG_LEVEL", "trace"),
     ("ENGINESTREAM_LOG_LEVEL", "warn"),
     ("ENGINESTREAM_LOG_FORMAT", "yaml"),
-    ("ENGINESTREAM_LOG_FORMAT", "JSON"),
+    ("ENGINESTREAM_LOG_FORMAT", "jsonl"),
     ("KAFKA_SECURITY_PROTOCOL", "TLS"),
     ("KAFKA_SASL_MECHANISM", "GSSAPI"),
     ("KAFKA_BOOTSTRAP_SERVERS", "nohost"),
@@ -379,3 +379,7 @@ def test_a_bad_boolean_names_the_variable(raw: str) -> None:
 @pytest.mark.parametrize("raw", ["CRITICAL", "Info", "debug"])
 def test_the_log_level_is_read_in_any_case(raw: str) -> None:
     assert Settings.from_env({"ENGINESTREAM_LOG_LEVEL": raw}).log_level == raw.lower()
+
+
+def test_the_log_format_is_read_in_any_case() -> None:
+    assert Settings.from_env({"ENGINESTREAM_LOG_FORMAT": "JSON"}).log_format == "json"

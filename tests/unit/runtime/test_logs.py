@@ -102,6 +102,12 @@ def test_values_json_cannot_hold_are_written_all_the_same() -> None:
     assert doc["topic"].startswith("<object object")
 
 
+def test_values_json_cannot_hold_inside_lists_are_written_all_the_same() -> None:
+    doc = line(record(data={"keys": ["ok", "\udcff"], "pair": ("a", "\udcfe")}))
+    assert doc["data"]["keys"][0] == "ok" and doc["data"]["keys"][1].startswith("\\udc")
+    assert doc["data"]["pair"][0] == "a"
+
+
 def test_logging_config_refuses_an_unknown_format() -> None:
     with pytest.raises(ValueError, match="'yaml' must be one of: text, json"):
         logging_config("info", "yaml", WORKER)
@@ -124,6 +130,10 @@ setup_logging("{level}", "{fmt}", "es@http://h:1")
 logging.getLogger("faust.worker").info("an info record")
 logging.getLogger("aiokafka").debug("a debug record")
 warnings.warn("a warning")
+import threading
+worker = threading.Thread(target=lambda: 1 / 0, name="engine-loop")
+worker.start()
+worker.join()
 raise RuntimeError("uncaught")
 """
 
@@ -140,9 +150,12 @@ def test_in_json_stderr_holds_only_json_lines() -> None:
     assert result.returncode == 1
     docs = [orjson.loads(text) for text in result.stderr.splitlines()]
     assert [(d["level"], d["logger"]) for d in docs] == [
-        ("INFO", "faust.worker"), ("WARNING", "py.warnings"), ("CRITICAL", "enginestream")]
+        ("INFO", "faust.worker"), ("WARNING", "py.warnings"), ("CRITICAL", "enginestream"),
+        ("CRITICAL", "enginestream")]
     assert "a warning" in docs[1]["message"]
-    assert "RuntimeError: uncaught" in docs[2]["exception"]
+    assert "engine-loop" in docs[2]["message"]
+    assert "ZeroDivisionError" in docs[2]["exception"]
+    assert "RuntimeError: uncaught" in docs[3]["exception"]
     assert {d["worker"] for d in docs} == {"es@http://h:1"}
 
 
