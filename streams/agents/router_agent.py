@@ -97,9 +97,12 @@ class RouterProcessor:
             top = ledger.last
             for message in taken:
                 offset = message.offset
-                if ledger.applied(offset):
-                    continue  # routed and saved before a restart
-                top = max(top, offset)
+                # At or below what is routed: saved before a restart, or the same message
+                # delivered twice into this batch (a partition read again across a
+                # rebalance). Each partition comes in offset order, so nothing is lost.
+                if offset <= top:
+                    continue
+                top = offset
                 self.counters.messages_in[message.topic] += 1
                 stamp = message.timestamp
                 result = self.router.route(
