@@ -84,8 +84,11 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _run(coro_factory: Callable[[], Any]) -> Any:
     """Run a coroutine; an unreachable broker is a one-line error and exit 1."""
-    # The client library logs each failed connection attempt; the one line below says it.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # The client library logs each failed connection attempt, and a connection it
+    # drops in a refused TLS handshake can fail in one of its callbacks, which asyncio
+    # logs with a traceback as the loop closes; the one line below says it.
+    for noisy in ("aiokafka", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         return asyncio.run(coro_factory())
     except ClusterNotReady as exc:
