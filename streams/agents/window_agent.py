@@ -32,6 +32,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, Message
 from faust.web import Request, Response, View
 
@@ -204,6 +205,16 @@ class WindowProcessor:
         """Build the windows of every source partition assigned to this worker."""
         async with self.lock:
             await self._take_over(self._assigned())
+
+    def owned(self) -> dict[Where, PartitionWindows]:
+        """The windows built so far of the source partitions assigned to this worker
+        now; not those of a partition revoked while a batch read before the rebalance
+        still used it, whose copy goes stale at once."""
+        try:
+            assigned = self._assigned()
+        except ConsumerNotStarted:  # asked before the worker started: nothing is owned
+            return {}
+        return {where: self.partitions[where] for where in assigned if where in self.partitions}
 
     def _assigned(self) -> list[Where]:
         return [

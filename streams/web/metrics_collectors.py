@@ -109,7 +109,7 @@ class WindowCollector(Collector):
         )
         now = self.clock()
         topic_of_kind: Mapping[str, str] = processor.topic_of_kind
-        for (kind, partition), windows in sorted(processor.partitions.items()):
+        for (kind, partition), windows in sorted(processor.owned().items()):
             watermark = windows.clock.watermark
             if math.isfinite(watermark):  # -inf: no event yet, no watermark to lag behind
                 lag.add_metric([topic_of_kind.get(kind, kind), str(partition)], now - watermark)

@@ -124,7 +124,7 @@ def register_window_views(app: faust.App, processor: Any) -> None:
 
     async def local_summaries() -> dict[str, Any]:
         engines: dict[str, Any] = {}
-        for (kind, _), windows in list(processor.partitions.items()):
+        for (kind, _), windows in processor.owned().items():
             if kind == EXECUTIONS:
                 engines.update(engine_summaries(windows))
         return engines

@@ -37,6 +37,11 @@ class FakeProcessor:
         default_factory=lambda: {"engine": "engine.executions", "route": "engine.events"}
     )
     partitions: dict[tuple[str, int], FakeWindows] = field(default_factory=dict)
+    revoked: set[tuple[str, int]] = field(default_factory=set)
+
+    def owned(self) -> dict[tuple[str, int], FakeWindows]:
+        """The partitions still assigned: those built but since revoked are left out."""
+        return {k: w for k, w in self.partitions.items() if k not in self.revoked}
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,9 @@ def processor() -> FakeProcessor:
             ("engine", 1): FakeWindows(Clock(watermark=1_700_000_000.0)),
             ("engine", 0): FakeWindows(Clock(watermark=1_700_000_090.5)),
             ("route", 0): FakeWindows(Clock()),  # no event yet: no watermark, no sample
-        }
+            ("engine", 3): FakeWindows(Clock(watermark=1_600_000_000.0)),  # revoked: no sample
+        },
+        revoked={("engine", 3)},
     )
 
 

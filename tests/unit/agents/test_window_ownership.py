@@ -1,0 +1,63 @@
+"""What the window processor answers as its own follows the consumer's assignment: a
+batch read before a rebalance and applied after the revoke rebuilds the revoked
+partition's windows, a copy that no longer receives events. Gathered views and the
+watermark gauges must not show it beside the new owner's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import orjson
+import pytest
+
+from streams.agents.window_agent import WindowProcessor
+from streams.config.settings import Settings
+from streams.config.topics import TopicNames
+from streams.domain.windows import WindowConfig
+from tests.unit.agents.stub_app import StubTable, message, stub_app
+
+NAMES = TopicNames()
+EXECUTIONS = NAMES.typed["engine_execution"]
+PARTITIONS = {topic: 4 for topic in [*NAMES.typed.values(), NAMES.dead_letter,
+                                     NAMES.metrics_windows]}
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+def execution(i: int, engine: str) -> bytes:
+    return orjson.dumps({
+        "schema_version": 1, "trace_id": f"t-{i}", "task_id": "x", "engine_id": engine,
+        "timestamp": time.time() - 3600 + i, "input": "", "output": "",
+        "metrics": {"latency_ms": 5.0, "success": True},
+    })  # fmt: skip
+
+
+def test_a_partition_revoked_under_a_batch_is_not_owned(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = stub_app(monkeypatch)
+    assigned = {TP(EXECUTIONS, 0), TP(EXECUTIONS, 1)}
+    app.consumer = SimpleNamespace(assignment=lambda: set(assigned))
+    processor = WindowProcessor(app, Settings(), WindowConfig(), StubTable("windows", app.producer),  # type: ignore[arg-type]
+                                NAMES, PARTITIONS)
+    loop = asyncio.new_event_loop()
+    try:
+        run: Any = loop.run_until_complete
+        run(processor.process([message(EXECUTIONS, 0, 0, execution(1, "e0")),
+                               message(EXECUTIONS, 1, 0, execution(2, "e1"))]))
+        assert set(processor.owned()) == {("engine", 0), ("engine", 1)}
+
+        gone = {tp for tp in assigned if tp.partition == 1}
+        assigned -= gone
+        processor.revoke(gone)
+        assert set(processor.owned()) == {("engine", 0)}
+        # The batch fetched before the rebalance is applied after it.
+        run(processor.process([message(EXECUTIONS, 1, 1, execution(3, "e1"))]))
+        assert ("engine", 1) in processor.partitions  # rebuilt for that batch
+        assert set(processor.owned()) == {("engine", 0)}
+    finally:
+        loop.close()
