@@ -23,6 +23,7 @@ from streams.domain.validation import default_registry
 from streams.domain.windows import WindowConfig
 from streams.kafka.admin import check_broker, ensure_topics, replication
 from streams.runtime.app import create_app
+from streams.runtime.assignment_gaps import complete_assignment
 from streams.runtime.handoff import Handoff
 from streams.runtime.logs import faust_logging_config, worker_name
 from streams.runtime.router_counters import RouterCounters
@@ -71,6 +72,8 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
     )
     engines = register_engine_status(app, settings, names, partitions)
     register_state_views(app, settings, names, jobs, sessions, engines)
+    # A topic left out of the group's assignment is assigned again (/health says so).
+    gaps = complete_assignment(app)
     register_web(
         app,
         counters,
@@ -88,6 +91,7 @@ def build_worker_app(settings: Settings, partitions: dict[str, int]) -> faust.Ap
                 for s in sinks
             },
         },
+        gaps,
     )
     register_prometheus(app, counters, processor, sinks)
     register_dashboard(app)

@@ -202,6 +202,10 @@ def settle(group: Group, timeout: float = 90.0) -> None:
     last: dict[str, tuple[int, Any]] = {}
 
     def answering() -> bool:
+        # Ready first: every topic assigned and the tables recovered.
+        last.update({url: group.read(f"{url}/health", token=None) for url in group.urls})
+        if any(status != 200 for status, _ in last.values()):
+            return False
         last.update({url: group.read(f"{url}/jobs") for url in group.urls})
         return all(status == 200 for status, _ in last.values())
 

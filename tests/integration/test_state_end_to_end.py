@@ -110,8 +110,10 @@ class Stack:
         asyncio.run(produce_all(self.settings.bootstrap_servers, messages))
 
     def views_ready(self, timeout: float = 90.0) -> None:
-        """Every worker answers the views (not 503 while partitions move)."""
+        """Every worker is ready (every topic assigned, tables recovered) and answers the
+        views (not 503 while partitions move)."""
         for worker in self.workers:
+            wait_for_view(worker.url, "/health", timeout)
             wait_for_view(worker.url, "/jobs", timeout)
         self.check_alive()
 
