@@ -205,6 +205,10 @@ class Settings:
     batch_within_s: float = 0.05
     # How long a fetch waits at the broker for data (streams.runtime.fetch_wait).
     fetch_wait_s: float = 0.1
+    # How often the consumer commits what the agents have done (faust's default). Longer
+    # means fewer commits; a crashed worker's successor re-reads more, and every agent
+    # takes a message read twice once.
+    commit_interval_s: float = 2.8
     # Event-time windows (seconds): see streams/domain/windows.py for the vocabulary.
     window_sizes: tuple[int, ...] = (60,)
     window_lateness_s: float = 5.0
@@ -281,6 +285,9 @@ class Settings:
             batch_within_s=_float(env, "ENGINESTREAM_BATCH_WITHIN", cls.batch_within_s),
             fetch_wait_s=_float(
                 env, "ENGINESTREAM_FETCH_WAIT", cls.fetch_wait_s, minimum=0.001
+            ),
+            commit_interval_s=_float(
+                env, "ENGINESTREAM_COMMIT_INTERVAL", cls.commit_interval_s, minimum=0.1
             ),
             window_sizes=_sizes(env, "ENGINESTREAM_WINDOW_SIZES", cls.window_sizes),
             window_lateness_s=_float(

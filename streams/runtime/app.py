@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> faust.App:
         # A crashed worker's partitions move to the others within seconds, not a minute.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
+        broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
         producer_max_request_size=MAX_MESSAGE_BYTES,
         consumer_max_fetch_size=MAX_MESSAGE_BYTES,

@@ -40,6 +40,7 @@ VARIABLES: dict[str, tuple[str, str, Any]] = {
     "ENGINESTREAM_ROUTER_TAKE": ("50", "router_take", 50),
     "ENGINESTREAM_STATE_TAKE": ("70", "state_take", 70),
     "ENGINESTREAM_FETCH_WAIT": ("0.25", "fetch_wait_s", 0.25),
+    "ENGINESTREAM_COMMIT_INTERVAL": ("30", "commit_interval_s", 30.0),
     "ENGINESTREAM_BATCH_WITHIN": ("0.5", "batch_within_s", 0.5),
     "ENGINESTREAM_WINDOW_SIZES": ("300, 60,60", "window_sizes", (60, 300)),
     "ENGINESTREAM_WINDOW_LATENESS": ("2.5", "window_lateness_s", 2.5),
