@@ -109,6 +109,8 @@ async def fill_gaps(app: Any, gaps: AssignmentGaps, now: float) -> None:
             "partitions of them yet): asking for a new assignment once they show",
             sorted(missing),
         )
+    if gaps.topics and not missing:
+        log.warning("topics %s are assigned again", sorted(gaps.topics))
     gaps.topics = frozenset(missing)
     if not missing or not gaps.due(now):
         return

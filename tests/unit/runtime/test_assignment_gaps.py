@@ -89,7 +89,7 @@ def app_with(kafka: FakeKafka, loop: asyncio.AbstractEventLoop, **changes: Any) 
 
 
 def test_a_left_out_topic_is_assigned_again_once_metadata_shows_it(
-    consumer_loop: asyncio.AbstractEventLoop,
+    consumer_loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
 ) -> None:
     kafka = FakeKafka({"jobs-changelog", "ingest", "sessions-changelog"},
                       known={"jobs-changelog": {0, 1, 2, 3}, "ingest": {0, 1}},
@@ -109,6 +109,14 @@ def test_a_left_out_topic_is_assigned_again_once_metadata_shows_it(
     assert (kafka.refreshes, kafka.rejoins) == (2, 1)
     asyncio.run(fill_gaps(app, gaps, now=1.0 + ASK_EVERY_S))
     assert (kafka.refreshes, kafka.rejoins) == (3, 2)
+
+    # The new assignment has it: the gap closes, and both ends are in the log, once.
+    kafka.subscribed = {"jobs-changelog", "ingest"}
+    asyncio.run(fill_gaps(app, gaps, now=100.0))
+    assert gaps.topics == frozenset() and kafka.refreshes == 3
+    said = [r.getMessage() for r in caplog.records if "sessions-changelog" in r.getMessage()]
+    assert len(said) == 2 and "no worker's assignment" in said[0]
+    assert said[1] == "topics ['sessions-changelog'] are assigned again"
 
 
 def test_nothing_is_asked_when_all_is_assigned_or_the_group_is_moving(
