@@ -130,6 +130,9 @@ class WindowProcessor:
             settings, AGENT, TableLedgers(self.writer), lambda: destinations
         )
         self.lock = asyncio.Lock()
+        # Revokes per source partition: a batch that sees one happen under it forgets
+        # the windows it rebuilt for that partition when it is done.
+        self.revocations: Counter[Where] = Counter()
         self.emitted = 0
         self.late_events = 0
         self.too_late = 0
@@ -230,6 +233,7 @@ class WindowProcessor:
             if kind is not None:
                 self.partitions.pop((kind, tp.partition), None)
                 self.ledgers.forget([(tp.topic, tp.partition)])
+                self.revocations[(kind, tp.partition)] += 1
 
     # --- processing --------------------------------------------------------------
 
@@ -242,10 +246,10 @@ class WindowProcessor:
         taken = 0
         loads = orjson.loads
         handed = self.handoff.take if self.handoff is not None else None
+        wanted = {(self.sources[m.topic], m.partition) for m in messages}
+        revoked_before = {where: self.revocations[where] for where in wanted}
         async with self.lock:
-            owned = await self._take_over(
-                (self.sources[m.topic], m.partition) for m in messages
-            )
+            owned = await self._take_over(wanted)
             outcomes: dict[Where, Outcome] = {}
             for message in messages:
                 kind = self.sources[message.topic]
@@ -287,6 +291,12 @@ class WindowProcessor:
                 ledger.applied_through(offset)
             for where, outcome in outcomes.items():
                 await self._flush(where[1], owned[where], outcome)
+            # A partition revoked while this batch ran was rebuilt for it: that copy
+            # would go stale, and be taken as it is if the partition came back.
+            for where, count in revoked_before.items():
+                if self.revocations[where] != count:
+                    self.partitions.pop(where, None)
+                    self.ledgers.forget([self._source(*where)])
         self.messages_in += len(messages)
         self.events_in += taken
         self.last_batch_at = time.time()

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -333,6 +334,9 @@ class Ledgers:
         self.destinations = destinations
         self.by_source: dict[Source, SourceLedger] = {}
         self._saved: dict[Source, bytes] = {}  # as last saved or loaded
+        # Forgets per source: a takeover that sees one happen under it does not keep the
+        # ledger it loaded (see `ensure`).
+        self._forgotten: Counter[Source] = Counter()
 
     def __getitem__(self, source: Source) -> SourceLedger:
         return self.by_source[source]
@@ -344,12 +348,16 @@ class Ledgers:
     async def ensure(self, sources: Iterable[Source]) -> dict[Source, SourceLedger]:
         """Take over `sources` not taken yet: load or start their ledgers, read back the
         destinations once for all of them (rule 6). Answers the ledgers of `sources`:
-        a batch keeps using them even if a rebalance revokes a source meanwhile."""
+        a batch keeps using them even if a rebalance revokes a source meanwhile. One
+        revoked while it was taken over is not kept: its batch's `save` then leaves it
+        alone, and a later takeover of the source loads it again, with what its owner
+        did in between, instead of taking this copy as it is."""
         wanted = set(sources)
         found = {s: self.by_source[s] for s in wanted if s in self.by_source}
         missing = [s for s in wanted if s not in found]
         if not missing:
             return found
+        forgotten_before = {s: self._forgotten[s] for s in missing}
         loaded: dict[Source, SourceLedger] = {}
         fresh: set[Source] = set()
         for source in missing:
@@ -365,9 +373,10 @@ class Ledgers:
             await self.store.save(source, loaded[source])
         if fresh:
             await self.store.durable()
-        self.by_source.update(loaded)
         for source, ledger in loaded.items():
-            self._saved[source] = ledger.to_bytes()
+            if self._forgotten[source] == forgotten_before[source]:
+                self.by_source[source] = ledger
+                self._saved[source] = ledger.to_bytes()
         return found | loaded
 
     def forget(self, sources: Iterable[Source]) -> None:
@@ -375,6 +384,7 @@ class Ledgers:
         for source in sources:
             self.by_source.pop(source, None)
             self._saved.pop(source, None)
+            self._forgotten[source] += 1
 
     async def save(self, source: Source) -> None:
         """Save the ledger of `source` (after the state of its batch), unless it is

@@ -61,3 +61,35 @@ def test_a_partition_revoked_under_a_batch_is_not_owned(monkeypatch: pytest.Monk
         assert set(processor.owned()) == {("engine", 0)}
     finally:
         loop.close()
+
+
+def test_windows_rebuilt_for_a_batch_under_a_revoke_are_forgotten_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kept, the copy would be taken as it is if the partition came back, without what
+    its next owner applied meanwhile."""
+    app = stub_app(monkeypatch)
+    assigned = {TP(EXECUTIONS, 0), TP(EXECUTIONS, 1)}
+    app.consumer = SimpleNamespace(assignment=lambda: set(assigned))
+    processor = WindowProcessor(app, Settings(), WindowConfig(), StubTable("windows", app.producer),  # type: ignore[arg-type]
+                                NAMES, PARTITIONS)
+    loop = asyncio.new_event_loop()
+    try:
+        run: Any = loop.run_until_complete
+        run(processor.process([message(EXECUTIONS, 0, 0, execution(1, "e0")),
+                               message(EXECUTIONS, 1, 0, execution(2, "e1"))]))
+        take_over = processor._take_over
+
+        async def revoked_meanwhile(wanted: Any) -> Any:
+            assigned.discard(TP(EXECUTIONS, 1))
+            processor.revoke({TP(EXECUTIONS, 1)})  # the rebalance, while the batch waits
+            return await take_over(wanted)
+
+        monkeypatch.setattr(processor, "_take_over", revoked_meanwhile)
+        run(processor.process([message(EXECUTIONS, 0, 1, execution(3, "e0")),
+                               message(EXECUTIONS, 1, 1, execution(4, "e1"))]))
+        assert set(processor.partitions) == {("engine", 0)}
+        assert sum(w.stats.count for w in processor.partitions[("engine", 0)].windows.values()) == 2
+        assert processor.ledgers.get((EXECUTIONS, 1)) is None
+    finally:
+        loop.close()

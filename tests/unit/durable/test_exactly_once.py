@@ -209,3 +209,36 @@ def test_crash_anywhere_writes_every_output_exactly_once() -> None:
 def _take(cut: dict[tuple[str, int], int], destination: tuple[str, int]) -> bool:
     cut[destination] -= 1
     return cut[destination] >= 0
+
+
+def test_a_ledger_revoked_while_it_is_taken_over_is_used_by_its_batch_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kept, it would be taken as it is when the source came back, without what its
+    next owner did meanwhile; and its batch would save it for a source it lost."""
+    app = stub_app(monkeypatch)
+    table = StubTable("t", app.producer)
+    ledgers = Ledgers(None, "router", TableLedgers(TableWriter(app, table)),  # type: ignore[arg-type]
+                      lambda: [("out", 0)])
+    store_load = ledgers.store.load
+
+    def load_then_revoke(source: Any) -> Any:
+        ledger = store_load(source)
+        if source == ("in", 1):
+            ledgers.forget([source])  # the rebalance, while the takeover reads back
+        return ledger
+
+    monkeypatch.setattr(ledgers.store, "load", load_then_revoke)
+
+    async def scenario() -> dict[Any, Any]:
+        got = await ledgers.ensure([("in", 0), ("in", 1)])
+        got[("in", 1)].applied_through(5)
+        await ledgers.save(("in", 1))
+        return got
+
+    got = _run(scenario())
+    assert set(got) == {("in", 0), ("in", 1)}  # the batch has both
+    assert ledgers.get(("in", 0)) is got[("in", 0)]
+    assert ledgers.get(("in", 1)) is None
+    saved = [s for s in app.producer.sent if s.topic == "t-changelog"]
+    assert [s.key for s in saved].count(ledger_key(("in", 1))) == 1  # the fresh one only
