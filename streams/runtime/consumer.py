@@ -48,7 +48,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams.runtime import stall_timer
+from streams.runtime import assignment_gaps, stall_timer
 from streams.runtime.cleared import note_flow_control_clears
 from streams.runtime.commit_rule import GaplessCommit
 from streams.runtime.delivery_order import InOrderDelivery
@@ -74,11 +74,11 @@ def overrides() -> list[str]:
 
 
 def privates() -> list[str]:
-    """The faust internals OrderedConsumer's mixins and the stall guard's timer read,
-    from the consumer (a dotted name is followed from it)."""
-    return _declared("PRIVATES") + [
-        name for name in stall_timer.PRIVATES if name not in _declared("PRIVATES")
-    ]
+    """The faust internals OrderedConsumer's mixins and the timers (stall guard,
+    assignment gaps) read from the consumer (a dotted name is followed from it)."""
+    declared = _declared("PRIVATES")
+    timers = [*stall_timer.PRIVATES, *assignment_gaps.PRIVATES]
+    return declared + [name for name in dict.fromkeys(timers) if name not in declared]
 
 
 def _declared(attribute: str) -> list[str]:

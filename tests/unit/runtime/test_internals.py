@@ -13,8 +13,8 @@ import faust
 import pytest
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
+from streams.runtime import assignment_gaps, stall_timer
 from streams.runtime import consumer as consumer_module
-from streams.runtime import stall_timer
 from streams.runtime.consumer import OrderedConsumer, install
 from streams.runtime.versions import UnsupportedRuntime, check_internals
 
@@ -60,10 +60,11 @@ def test_every_private_attribute_read_is_declared() -> None:
     declared = {n.rsplit(".", 1)[-1] for n in consumer_module.privates()}
     declared |= set(consumer_module.overrides())
     used: set[str] = set()
-    for module in {inspect.getmodule(m) for m in MIXINS} | {stall_timer}:
+    for module in {inspect.getmodule(m) for m in MIXINS} | {stall_timer, assignment_gaps}:
         used |= set(re.findall(r"\.(_[a-zA-Z]\w*)\b", inspect.getsource(module)))  # type: ignore[arg-type]
-    # asyncio.Queue's deque: the standard library's, fixed with the Python version.
-    assert used - own - declared == {"_queue"}
+    # asyncio.Queue's deque: the standard library's, fixed with the Python version; and
+    # aiokafka's consumer's client (aiokafka is pinned with faust).
+    assert used - own - declared == {"_queue", "_client"}
 
 
 def test_the_consumer_has_every_internal_it_reads(app: faust.App) -> None:
@@ -72,6 +73,7 @@ def test_the_consumer_has_every_internal_it_reads(app: faust.App) -> None:
     check_internals(consumer, consumer_module.privates(), "the consumer")
     assert "_read_offset" in consumer_module.privates()
     assert "app.topics._topics" in consumer_module.privates()  # the stall guard's
+    assert "_thread.thread_loop" in consumer_module.privates()  # the assignment gaps'
 
 
 def test_install_refuses_a_faust_without_a_method_it_overrides(
