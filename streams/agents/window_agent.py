@@ -150,8 +150,10 @@ class WindowProcessor:
     async def _take_over(self, wanted: Iterable[Where]) -> dict[Where, Taken]:
         """The windows and ledgers of source partitions, built from the table and taken
         over (one read-back for all of them) where needed. A batch keeps using what
-        this answers even if a rebalance revokes a partition meanwhile."""
+        this answers even if a rebalance revokes a partition meanwhile; what is built
+        for a partition revoked during the takeover is not kept."""
         wanted = set(wanted)
+        revoked_before = {where: self.revocations[where] for where in wanted}
         ledgers = await self.ledgers.ensure(self._source(*where) for where in wanted)
         taken: dict[Where, Taken] = {}
         missing = []
@@ -180,7 +182,9 @@ class WindowProcessor:
             clock = Clock() if ledger.extra is None else Clock.from_state(ledger.extra)
             windows = PartitionWindows(kind, self.config, clock)
             windows.restore(restored[(kind, partition)])
-            self.partitions[(kind, partition)] = windows
+            if self.revocations[(kind, partition)] == revoked_before[(kind, partition)]:
+                # Not kept if revoked while its ledger was taken over: it would go stale.
+                self.partitions[(kind, partition)] = windows
             taken[(kind, partition)] = Taken(windows, ledger)
             log.info(
                 "windows %s/%d: %d restored, watermark %s",
