@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -38,80 +40,89 @@ def execution(i: int, engine: str) -> bytes:
     })  # fmt: skip
 
 
-def test_a_partition_revoked_under_a_batch_is_not_owned(monkeypatch: pytest.MonkeyPatch) -> None:
+@dataclass
+class Owner:
+    """A window processor on a stub app, and the partitions its consumer is assigned."""
+
+    processor: WindowProcessor
+    assigned: set[TP]
+
+    def lose(self, partition: int) -> None:
+        """The rebalance: the assignment changes, then faust runs the revoke hook."""
+        tp = TP(EXECUTIONS, partition)
+        self.assigned.discard(tp)
+        self.processor.revoke({tp})
+
+
+@pytest.fixture
+def owner(monkeypatch: pytest.MonkeyPatch) -> Owner:
     app = stub_app(monkeypatch)
     assigned = {TP(EXECUTIONS, 0), TP(EXECUTIONS, 1)}
     app.consumer = SimpleNamespace(assignment=lambda: set(assigned))
-    processor = WindowProcessor(app, Settings(), WindowConfig(), StubTable("windows", app.producer),  # type: ignore[arg-type]
-                                NAMES, PARTITIONS)
+    table = StubTable("windows", app.producer)
+    processor = WindowProcessor(app, Settings(), WindowConfig(), table, NAMES, PARTITIONS)  # type: ignore[arg-type]
+    return Owner(processor, assigned)
+
+
+@pytest.fixture
+def run() -> Iterator[Callable[[Awaitable[Any]], Any]]:
     loop = asyncio.new_event_loop()
-    try:
-        run: Any = loop.run_until_complete
-        run(processor.process([message(EXECUTIONS, 0, 0, execution(1, "e0")),
-                               message(EXECUTIONS, 1, 0, execution(2, "e1"))]))
-        assert set(processor.owned()) == {("engine", 0), ("engine", 1)}
-
-        # The assignment changes before faust runs the revoke hooks.
-        gone = {tp for tp in assigned if tp.partition == 1}
-        assigned -= gone
-        assert set(processor.owned()) == {("engine", 0)}
-        assert set(processor.partitions) == {("engine", 0), ("engine", 1)}
-        processor.revoke(gone)
-        assert set(processor.partitions) == {("engine", 0)}
-    finally:
-        loop.close()
+    yield loop.run_until_complete
+    loop.close()
 
 
-def test_windows_built_for_a_view_under_a_revoke_are_not_kept(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """/engines builds the windows of every assigned partition; a revoke during that
-    takeover must not leave a copy behind either."""
-    app = stub_app(monkeypatch)
-    assigned = {TP(EXECUTIONS, 0), TP(EXECUTIONS, 1)}
-    app.consumer = SimpleNamespace(assignment=lambda: set(assigned))
-    processor = WindowProcessor(app, Settings(), WindowConfig(), StubTable("windows", app.producer),  # type: ignore[arg-type]
-                                NAMES, PARTITIONS)
-    ensure = processor.ledgers.ensure
+def first_batch() -> list[Any]:
+    """An execution on each of the two partitions."""
+    return [message(EXECUTIONS, 0, 0, execution(1, "e0")),
+            message(EXECUTIONS, 1, 0, execution(2, "e1"))]
 
-    async def revoked_meanwhile(sources: Any) -> Any:
-        sources = list(sources)
-        assigned.discard(TP(EXECUTIONS, 1))
-        processor.revoke({TP(EXECUTIONS, 1)})
-        return await ensure(sources)
 
-    monkeypatch.setattr(processor.ledgers, "ensure", revoked_meanwhile)
-    asyncio.run(processor.ensure_assigned())
+def test_a_partition_revoked_under_a_batch_is_not_owned(owner: Owner, run: Any) -> None:
+    processor = owner.processor
+    run(processor.process(first_batch()))
+    assert set(processor.owned()) == {("engine", 0), ("engine", 1)}
+
+    # The assignment changes before faust runs the revoke hooks.
+    owner.assigned.discard(TP(EXECUTIONS, 1))
+    assert set(processor.owned()) == {("engine", 0)}
+    assert set(processor.partitions) == {("engine", 0), ("engine", 1)}
+    owner.lose(1)
     assert set(processor.partitions) == {("engine", 0)}
 
 
+def test_windows_built_for_a_view_under_a_revoke_are_not_kept(
+    owner: Owner, run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/engines builds the windows of every assigned partition; a revoke during that
+    takeover must not leave a copy behind either."""
+    ensure = owner.processor.ledgers.ensure
+
+    async def revoked_meanwhile(sources: Any) -> Any:
+        sources = list(sources)
+        owner.lose(1)
+        return await ensure(sources)
+
+    monkeypatch.setattr(owner.processor.ledgers, "ensure", revoked_meanwhile)
+    run(owner.processor.ensure_assigned())
+    assert set(owner.processor.partitions) == {("engine", 0)}
+
+
 def test_windows_rebuilt_for_a_batch_under_a_revoke_are_forgotten_after_it(
-    monkeypatch: pytest.MonkeyPatch,
+    owner: Owner, run: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kept, the copy would be taken as it is if the partition came back, without what
     its next owner applied meanwhile."""
-    app = stub_app(monkeypatch)
-    assigned = {TP(EXECUTIONS, 0), TP(EXECUTIONS, 1)}
-    app.consumer = SimpleNamespace(assignment=lambda: set(assigned))
-    processor = WindowProcessor(app, Settings(), WindowConfig(), StubTable("windows", app.producer),  # type: ignore[arg-type]
-                                NAMES, PARTITIONS)
-    loop = asyncio.new_event_loop()
-    try:
-        run: Any = loop.run_until_complete
-        run(processor.process([message(EXECUTIONS, 0, 0, execution(1, "e0")),
-                               message(EXECUTIONS, 1, 0, execution(2, "e1"))]))
-        take_over = processor._take_over
+    processor = owner.processor
+    run(processor.process(first_batch()))
+    take_over = processor._take_over
 
-        async def revoked_meanwhile(wanted: Any) -> Any:
-            assigned.discard(TP(EXECUTIONS, 1))
-            processor.revoke({TP(EXECUTIONS, 1)})  # the rebalance, while the batch waits
-            return await take_over(wanted)
+    async def revoked_meanwhile(wanted: Any) -> Any:
+        owner.lose(1)  # while the batch waits for its takeover
+        return await take_over(wanted)
 
-        monkeypatch.setattr(processor, "_take_over", revoked_meanwhile)
-        run(processor.process([message(EXECUTIONS, 0, 1, execution(3, "e0")),
-                               message(EXECUTIONS, 1, 1, execution(4, "e1"))]))
-        assert set(processor.partitions) == {("engine", 0)}
-        assert sum(w.stats.count for w in processor.partitions[("engine", 0)].windows.values()) == 2
-        assert processor.ledgers.get((EXECUTIONS, 1)) is None
-    finally:
-        loop.close()
+    monkeypatch.setattr(processor, "_take_over", revoked_meanwhile)
+    run(processor.process([message(EXECUTIONS, 0, 1, execution(3, "e0")),
+                           message(EXECUTIONS, 1, 1, execution(4, "e1"))]))
+    assert set(processor.partitions) == {("engine", 0)}
+    assert sum(w.stats.count for w in processor.partitions[("engine", 0)].windows.values()) == 2
+    assert processor.ledgers.get((EXECUTIONS, 1)) is None
