@@ -130,9 +130,6 @@ class WindowProcessor:
             settings, AGENT, TableLedgers(self.writer), lambda: destinations
         )
         self.lock = asyncio.Lock()
-        # Revokes per source partition: a batch that sees one happen under it forgets
-        # the windows it rebuilt for that partition when it is done.
-        self.revocations: Counter[Where] = Counter()
         self.emitted = 0
         self.late_events = 0
         self.too_late = 0
@@ -153,7 +150,7 @@ class WindowProcessor:
         this answers even if a rebalance revokes a partition meanwhile; what is built
         for a partition revoked during the takeover is not kept."""
         wanted = set(wanted)
-        revoked_before = {where: self.revocations[where] for where in wanted}
+        revoked_before = self._revocations(wanted)
         ledgers = await self.ledgers.ensure(self._source(*where) for where in wanted)
         taken: dict[Where, Taken] = {}
         missing = []
@@ -176,14 +173,15 @@ class WindowProcessor:
             found = restored.get((key[0], partition_for(key[1].encode(), source_partitions)))
             if found is not None:
                 found[key] = Window.from_state(key, orjson.loads(value))
+        # What was revoked while its ledger was taken over is not kept: it would go stale.
+        revoked_now = self._revocations(missing)
         for kind, partition in missing:
             ledger = ledgers[self._source(kind, partition)]
             # The clock is saved in the ledger, with the offsets it has seen.
             clock = Clock() if ledger.extra is None else Clock.from_state(ledger.extra)
             windows = PartitionWindows(kind, self.config, clock)
             windows.restore(restored[(kind, partition)])
-            if self.revocations[(kind, partition)] == revoked_before[(kind, partition)]:
-                # Not kept if revoked while its ledger was taken over: it would go stale.
+            if revoked_now[(kind, partition)] == revoked_before[(kind, partition)]:
                 self.partitions[(kind, partition)] = windows
             taken[(kind, partition)] = Taken(windows, ledger)
             log.info(
@@ -199,6 +197,10 @@ class WindowProcessor:
             for window_key in expired:  # deletions a crash cut short
                 await self.writer.put(partition, encode_key(window_key).encode(), None)
         return taken
+
+    def _revocations(self, wanted: Iterable[Where]) -> dict[Where, int]:
+        """How many times each partition was revoked so far (its ledger forgotten)."""
+        return {where: self.ledgers.forgets(self._source(*where)) for where in wanted}
 
     def _source(self, kind: str, partition: int) -> Source:
         return self.topic_of_kind[kind], partition
@@ -237,7 +239,6 @@ class WindowProcessor:
             if kind is not None:
                 self.partitions.pop((kind, tp.partition), None)
                 self.ledgers.forget([(tp.topic, tp.partition)])
-                self.revocations[(kind, tp.partition)] += 1
 
     # --- processing --------------------------------------------------------------
 
@@ -251,7 +252,7 @@ class WindowProcessor:
         loads = orjson.loads
         handed = self.handoff.take if self.handoff is not None else None
         wanted = {(self.sources[m.topic], m.partition) for m in messages}
-        revoked_before = {where: self.revocations[where] for where in wanted}
+        revoked_before = self._revocations(wanted)
         async with self.lock:
             owned = await self._take_over(wanted)
             outcomes: dict[Where, Outcome] = {}
@@ -297,8 +298,9 @@ class WindowProcessor:
                 await self._flush(where[1], owned[where], outcome)
             # A partition revoked while this batch ran was rebuilt for it: that copy
             # would go stale, and be taken as it is if the partition came back.
+            now_revoked = self._revocations(wanted)
             for where, count in revoked_before.items():
-                if self.revocations[where] != count:
+                if now_revoked[where] != count:
                     self.partitions.pop(where, None)
                     self.ledgers.forget([self._source(*where)])
         self.messages_in += len(messages)

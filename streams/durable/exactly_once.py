@@ -379,6 +379,11 @@ class Ledgers:
                 self._saved[source] = ledger.to_bytes()
         return found | loaded
 
+    def forgets(self, source: Source) -> int:
+        """How many times `source` was forgotten: a caller that reads it before a wait
+        and after sees whether a rebalance revoked the source meanwhile."""
+        return self._forgotten[source]
+
     def forget(self, sources: Iterable[Source]) -> None:
         """Drop the ledgers of sources this worker no longer owns."""
         for source in sources:
